@@ -1,0 +1,274 @@
+"""Typed run configuration.
+
+The defaults are the article's settings (SGD, momentum 0.9, lr 0.1, weight decay 5e-4, batch 64 /
+test 128, 200 epochs, lr x0.1 at 60/120/160). A run's config is built in layers — defaults, then a
+YAML file (``--config``), then the command's flags, then ``--set key=value`` overrides — and the
+resolved result (milestones and warm-up filled in) is written to the run directory as
+``config.yaml``, so every result can be traced to what produced it.
+
+Each distillation method owns its typed config (next to the method, see ``distillers/``); the
+``method`` section here is validated by the config class of the method it names.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .errors import ConfigError
+
+# Fractions of the epochs at which the article's schedule (60/120/160 of 200) decays the lr.
+MILESTONE_FRACTIONS = (0.3, 0.6, 0.8)
+# The distillation warm-up is 20 of 200 epochs; it scales with the epochs like the milestones.
+WARMUP_FRACTION = 0.1
+
+
+class Section(BaseModel):
+    """A config section: unknown keys are errors, values are validated on assignment too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Section):
+    root: str | None = None
+    preset: Literal["folder", "ucm", "aid", "nwpu"] = "folder"
+    image_size: int = Field(224, ge=8, le=4096)
+    train_ratio: float = Field(0.8, gt=0.0, lt=1.0)
+    val_ratio: float = Field(0.0, ge=0.0, lt=1.0)
+    split_file: str | None = None
+    # Random crop with reflection padding of this fraction of the side (1/8: 4 px at 32 px).
+    crop_padding: float = Field(0.125, ge=0.0, le=0.5)
+    hflip: bool = True
+    # Aerial images have no canonical orientation: vertical flips and 90-degree rotations.
+    rs_aug: bool = False
+    # "memory": decode once per run; "disk": also keep the decoded tensors under cache_dir
+    # (default ~/.cache/rsdistill) so the next run skips decoding; "off": decode on every access.
+    cache: Literal["memory", "disk", "off"] = "memory"
+    cache_dir: str | None = None
+    # Loader processes; -1 picks 0 on the CPU (the images are already decoded) and 4 on CUDA.
+    workers: int = Field(-1, ge=-1)
+
+    @model_validator(mode="after")
+    def _ratios_leave_a_test_split(self) -> DataConfig:
+        if self.train_ratio + self.val_ratio >= 1.0:
+            raise ValueError(
+                f"train_ratio + val_ratio must be < 1 to leave a test split "
+                f"(got {self.train_ratio} + {self.val_ratio})"
+            )
+        return self
+
+
+class ModelConfig(Section):
+    name: str = "resnet18"
+    # A local state-dict file (e.g. ImageNet weights for the torchvision model); never downloaded.
+    weights: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _known_model(cls, name: str) -> str:
+        from .models.registry import MODELS
+
+        if name not in MODELS:
+            raise ValueError(f"unknown model '{name}'{_suggest(name, MODELS)}; see `rsdistill models`")
+        return name
+
+
+class TeacherConfig(Section):
+    # A run directory or a checkpoint file; empty for CE training.
+    checkpoint: str | None = None
+    # The architecture the teacher must have (checked against the checkpoint); None: any.
+    model: str | None = None
+
+
+class TrainConfig(Section):
+    epochs: int = Field(200, ge=1)
+    lr: float = Field(0.1, gt=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = Field(5e-4, ge=0.0)
+    nesterov: bool = False
+    batch_size: int = Field(64, ge=1)
+    test_batch_size: int = Field(128, ge=1)
+    # None: 0.3/0.6/0.8 of the epochs (60/120/160 for 200), resolved when the run starts.
+    milestones: list[int] | None = None
+    lr_decay: float = Field(0.1, gt=0.0, le=1.0)
+    device: str = "auto"
+    amp: bool = False
+    channels_last: bool = False
+    deterministic: bool = False
+    progress: bool = True
+
+    @field_validator("device")
+    @classmethod
+    def _device_name(cls, device: str) -> str:
+        if device == "auto" or device == "cpu" or device == "mps" or device.split(":")[0] == "cuda":
+            return device
+        raise ValueError(f"'{device}' is not a device (auto, cpu, cuda, cuda:N, mps)")
+
+    @model_validator(mode="after")
+    def _milestones_inside_the_run(self) -> TrainConfig:
+        m = self.milestones
+        if m is not None:
+            if any(b <= a for a, b in zip(m, m[1:])) or any(not 0 < e < self.epochs for e in m):
+                raise ValueError(
+                    f"milestones must be increasing epochs between 1 and epochs-1={self.epochs - 1} "
+                    f"(got {m})"
+                )
+        return self
+
+    def resolved_milestones(self) -> list[int]:
+        if self.milestones is not None:
+            return list(self.milestones)
+        scaled = sorted({max(1, round(f * self.epochs)) for f in MILESTONE_FRACTIONS})
+        return [e for e in scaled if e < self.epochs]
+
+
+def default_warmup(epochs: int) -> int:
+    return round(WARMUP_FRACTION * epochs)
+
+
+class RunConfig(Section):
+    seed: int = Field(0, ge=0)
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    teacher: TeacherConfig = TeacherConfig()
+    method: SerializeAsAny[Any] = Field(None, validate_default=True)
+    train: TrainConfig = TrainConfig()
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _method_config(cls, value: Any) -> Any:
+        from .distillers import registry
+
+        if value is None:
+            value = {"name": "ce"}
+        if isinstance(value, registry.MethodConfig):
+            return value
+        if not isinstance(value, dict):
+            raise ValueError("must be a mapping with a 'name' (e.g. {name: kd, T: 4})")
+        return registry.method_config(dict(value))
+
+    def resolve(self) -> RunConfig:
+        """Fill what depends on other fields (milestones, warm-up) so config.yaml is explicit."""
+        cfg = self.model_copy(deep=True)
+        cfg.train.milestones = cfg.train.resolved_milestones()
+        if "warmup_epochs" in type(cfg.method).model_fields and cfg.method.warmup_epochs is None:
+            cfg.method.warmup_epochs = default_warmup(cfg.train.epochs)
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# --------------------------------------------------------------------------- building a config
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """``["train.epochs=2", "data.image_size=32"]`` -> nested dict; values are parsed as YAML."""
+    tree: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value (e.g. train.epochs=2)")
+        key, raw = item.split("=", 1)
+        path = key.strip().split(".")
+        if not all(path):
+            raise ConfigError(f"--set {item!r}: empty part in key {key!r}")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {item!r}: cannot parse value {raw!r}: {e}".splitlines()[0]) from e
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: '{part}' is a value, not a section")
+        node[path[-1]] = value
+    return tree
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file '{p}' does not exist")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file '{p}': invalid YAML: {str(e).splitlines()[0]}") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file '{p}': expected a mapping of sections at the top level")
+    return data
+
+
+def build_config(*layers: dict[str, Any], source: str = "config") -> RunConfig:
+    """Merge layers (later wins) into a validated RunConfig; errors name the dotted field."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        method = layer.get("method")
+        old_name = (merged.get("method") or {}).get("name")
+        if isinstance(method, dict) and method.get("name") not in (None, old_name):
+            # Switching method in a later layer must not inherit the earlier method's fields.
+            merged.pop("method", None)
+        merged = deep_merge(merged, layer)
+    try:
+        return RunConfig.model_validate(merged)
+    except ValidationError as e:
+        raise ConfigError(f"{source}: {format_validation_error(e, merged)}") from None
+
+
+def format_validation_error(e: ValidationError, given: dict[str, Any] | None = None,
+                            prefix: tuple[str, ...] = ()) -> str:
+    err = e.errors()[0]
+    loc = [*prefix, *(str(p) for p in err["loc"] if not str(p).startswith("function-"))]
+    field = ".".join(loc)
+    if err["type"] == "extra_forbidden":
+        known = _known_fields(loc[:-1], given)
+        return f"unknown field '{field}'{_suggest(loc[-1], known)}"
+    msg = err["msg"].removeprefix("Value error, ")
+    if "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict):
+        return f"{field}: {msg} (got {err['input']!r})" if field else msg
+    return f"{field}: {msg}" if field else msg
+
+
+def _known_fields(section: list[str], given: dict[str, Any] | None) -> list[str]:
+    model: Any = RunConfig
+    for part in section:
+        if part == "method":
+            from .distillers import registry
+
+            name = (given or {}).get("method", {}).get("name", "ce")
+            model = registry.get(name).Config if name in registry.METHODS else None
+            continue
+        ann = model.model_fields.get(part) if model is not None else None
+        model = ann.annotation if ann is not None else None
+    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+
+
+def _suggest(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""

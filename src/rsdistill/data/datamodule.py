@@ -1,0 +1,169 @@
+"""The data layer's product: loaders for the train/val/test splits and the class names.
+
+A distillation method declares what its batches need (``needs``): "two_views" adds a strongly
+augmented view ``image_strong``; every batch carries ``image``, ``label`` and ``index`` (the
+sample's position in the training split, which memory-bank methods use). Nothing else about a
+method is known here.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from ..config import DataConfig
+from ..errors import ConfigError, DataError
+from .decode import DecodedCache, decode_image
+from .folders import FolderIndex
+from .presets import scan_dataset
+from .splits import Split, load_split, stratified_split
+from .transforms import channel_stats, eval_transform, strong_transform, train_transform
+
+log = logging.getLogger(__name__)
+
+KNOWN_NEEDS = frozenset({"two_views", "indices"})
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a model or a method may know about the data."""
+
+    class_names: list[str]
+    image_size: int
+    train_labels: Tensor  # labels of the training split, in loader index order
+    train_paths: list[str] = field(default_factory=list)  # same order, relative to the data root
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def num_train(self) -> int:
+        return len(self.train_labels)
+
+
+def default_cache_dir() -> Path:
+    """$XDG_CACHE_HOME/rsdistill (~/.cache/rsdistill): never inside a (possibly read-only) dataset."""
+    import os
+
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rsdistill"
+
+
+class LazyImages:
+    """Decode on access, for datasets that do not fit in memory (``cache: off``)."""
+
+    def __init__(self, root: Path, paths: list[str], size: int):
+        self.root, self.paths, self.size = root, paths, size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> Tensor:
+        return decode_image(self.root / self.paths[i], self.size)
+
+
+class SceneDataset(Dataset):
+    def __init__(self, images, labels: Tensor, transform, strong=None):
+        self.images, self.labels, self.transform, self.strong = images, labels, transform, strong
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict[str, Tensor | int]:
+        img = self.images[i]
+        item = {"image": self.transform(img), "label": int(self.labels[i]), "index": i}
+        if self.strong is not None:
+            item["image_strong"] = self.strong(img)
+        return item
+
+
+class DataModule:
+    def __init__(self, cfg: DataConfig, seed: int = 0, needs: frozenset[str] = frozenset(),
+                 split: Split | None = None, progress: bool = False, device: str = "cpu",
+                 index: FolderIndex | None = None):
+        unknown = set(needs) - KNOWN_NEEDS
+        if unknown:
+            raise ConfigError(f"a method needs {sorted(unknown)}, which the data layer cannot provide")
+        if not cfg.root:
+            raise ConfigError("data.root: no dataset folder given (use --data DIR)")
+        self.cfg, self.seed, self.needs, self.progress = cfg, seed, frozenset(needs), progress
+        self.device = device
+        self.index: FolderIndex = index or scan_dataset(cfg.preset, cfg.root)
+        if split is None and cfg.split_file:
+            split = load_split(cfg.split_file, self.index)
+        elif split is not None:
+            from .splits import check_split_matches
+
+            check_split_matches(split, self.index, Path("<given split>"))
+        self.split = split or stratified_split(self.index, cfg.train_ratio, cfg.val_ratio, seed)
+        self._parts: dict[str, tuple[object, Tensor]] = {}
+        for part in ("train", "val", "test"):
+            paths = getattr(self.split, part)
+            labels = torch.tensor([self.split.label_of(p) for p in paths], dtype=torch.long)
+            self._parts[part] = (self._images(paths), labels)
+        train_images = self._parts["train"][0]
+        if len(train_images) == 0:  # evaluation of a stored model only: it brings its own statistics
+            self.mean, self.std = [0.5] * 3, [0.25] * 3
+        elif isinstance(train_images, LazyImages):
+            sample = torch.stack([train_images[i] for i in range(0, len(train_images), max(1, len(train_images) // 500))])
+            self.mean, self.std = channel_stats(sample)
+        else:
+            self.mean, self.std = channel_stats(train_images)
+        self.info = DataInfo(list(self.split.classes), cfg.image_size, self._parts["train"][1],
+                             list(self.split.train))
+
+    def _images(self, paths: list[str]):
+        if not paths:
+            return torch.empty((0, 3, self.cfg.image_size, self.cfg.image_size), dtype=torch.uint8)
+        root = self.index.root
+        if self.cfg.cache == "off":
+            return LazyImages(root, paths, self.cfg.image_size)
+        directory = None
+        if self.cfg.cache == "disk":
+            directory = self.cfg.cache_dir or default_cache_dir()
+        try:
+            return DecodedCache(directory, self.progress).load(root, paths, self.cfg.image_size)
+        except PermissionError as e:
+            raise DataError(f"data.cache_dir: cannot write the decoded cache ({e})") from None
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.info.class_names
+
+    @property
+    def has_val(self) -> bool:
+        return len(self.split.val) > 0
+
+    def _workers(self) -> int:
+        if self.cfg.workers >= 0:
+            return self.cfg.workers
+        return 4 if self.device.startswith("cuda") else 0
+
+    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool, seed: int | None = None) -> DataLoader:
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        workers = self._workers()
+        return DataLoader(
+            dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
+            num_workers=workers, pin_memory=self.device.startswith("cuda"),
+            drop_last=False, persistent_workers=False,
+        )
+
+    def train_loader(self, batch_size: int, epoch_seed: int) -> DataLoader:
+        """Shuffled and augmented; ``epoch_seed`` fixes the order (and the workers' augmentation)."""
+        images, labels = self._parts["train"]
+        strong = strong_transform(self.cfg) if "two_views" in self.needs else None
+        dataset = SceneDataset(images, labels, train_transform(self.cfg), strong)
+        return self._loader(dataset, batch_size, shuffle=True, seed=epoch_seed)
+
+    def eval_loader(self, part: str, batch_size: int) -> DataLoader:
+        """``part``: "train" (unaugmented training images), "val" or "test"."""
+        images, labels = self._parts[part]
+        return self._loader(SceneDataset(images, labels, eval_transform()), batch_size, shuffle=False)
+
+    def labels(self, part: str) -> Tensor:
+        return self._parts[part][1]

@@ -1,0 +1,1 @@
+"""Deployment: the student as it ships (export, prediction, size and speed)."""

@@ -1,0 +1,132 @@
+"""The Distiller contract.
+
+A distiller owns the student, the (frozen) teacher and any extra trainable modules of its method.
+``forward_train(batch)`` returns the student's logits and a dict of named, already weighted losses;
+the trainer sums them, and never special-cases a method. A method declares:
+
+- ``Config``: its typed config (defaults = the article's / the original paper's settings);
+- ``needs``: what its batches must carry beyond image/label/index (e.g. ``{"two_views"}``);
+- ``extra_modules()``: trainable modules that join the optimizer and the checkpoint but not the
+  deployed student.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..data.datamodule import DataInfo
+from ..models import ModelAdapter, Output
+from .losses import warmup_factor
+from .registry import MethodConfig
+
+
+class Distiller(nn.Module):
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
+    needs: ClassVar[frozenset[str]] = frozenset()
+    requires_teacher: ClassVar[bool] = True
+    method_name: ClassVar[str] = ""
+    # One line for `rsdistill methods`.
+    summary: ClassVar[str] = ""
+
+    def __init__(self, student: ModelAdapter, teacher: ModelAdapter | None, cfg: MethodConfig,
+                 info: DataInfo):
+        super().__init__()
+        if self.requires_teacher and teacher is None:
+            raise ValueError(f"method '{self.method_name}' needs a teacher")
+        self.student = student
+        self.teacher = teacher
+        if teacher is not None:
+            teacher.requires_grad_(False)
+            teacher.eval()
+        self.cfg = cfg
+        self.info = info
+        self.epoch = 1  # the 1-based epoch being trained, set by the trainer
+        self._means: dict[str, tuple[Tensor | float, int]] = {}
+        self._histograms: dict[str, list[Tensor]] = defaultdict(list)
+
+    # ------------------------------------------------------------------ the contract
+    def forward_train(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        raise NotImplementedError
+
+    def forward(self, image: Tensor) -> Tensor:
+        """Evaluation: the student's logits only."""
+        return self.student.logits(image)
+
+    def extra_modules(self) -> dict[str, nn.Module]:
+        """Trainable modules besides the student (connectors, heads, scalers); none by default."""
+        return {}
+
+    def extra_param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+        """Optimizer groups for the extra modules; they share the student's settings by default."""
+        params = [p for m in self.extra_modules().values() for p in m.parameters() if p.requires_grad]
+        return [{"params": params, "weight_decay": weight_decay}] if params else []
+
+    @classmethod
+    def extra_parameter_count(cls, cfg: MethodConfig, num_classes: int) -> int | None:
+        """Trainable parameters the method adds for a class count, when known without building
+        the models (shown by `rsdistill methods`); None when it depends on the architectures."""
+        return 0
+
+    # ------------------------------------------------------------------ helpers for methods
+    def train(self, mode: bool = True) -> Distiller:
+        super().train(mode)
+        if self.teacher is not None:
+            self.teacher.eval()  # the teacher's BN statistics and dropout stay frozen
+        return self
+
+    @torch.no_grad()
+    def probe(self, batch_size: int = 2) -> tuple[Output, Output | None]:
+        """Student and teacher outputs for a dummy batch at the run's real input size, so that
+        connectors and heads are built from the shapes they will see (never from 32 or 224 px).
+        Runs in eval mode: BN statistics are untouched."""
+        size = self.info.image_size
+        device = next(self.student.parameters()).device
+        x = torch.zeros(batch_size, 3, size, size, device=device)
+        was = self.student.training
+        self.student.eval()
+        s_out = self.student(x)
+        self.student.train(was)
+        t_out = self.teacher(x) if self.teacher is not None else None
+        return s_out, t_out
+
+    def teacher_forward(self, image: Tensor) -> Output:
+        with torch.no_grad():
+            return self.teacher(image)
+
+    def ce_loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        return self.cfg.ce_weight * F.cross_entropy(logits, labels)
+
+    def warmup(self) -> float:
+        return warmup_factor(self.epoch, getattr(self.cfg, "warmup_epochs", None))
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    # ------------------------------------------------------------------ diagnostics
+    def log_mean(self, name: str, values: Tensor) -> None:
+        """Accumulate values whose epoch mean the trainer logs as ``diag/<name>`` (kept on the
+        device until the epoch ends: no synchronisation per batch)."""
+        values = values.detach().float().flatten()
+        if values.numel():
+            total, count = self._means.get(name, (0.0, 0))
+            self._means[name] = (total + values.sum(), count + values.numel())
+
+    def log_histogram(self, name: str, values: Tensor) -> None:
+        """Values whose epoch distribution goes to TensorBoard as ``hist/<name>``."""
+        self._histograms[name].append(values.detach().float().flatten())
+
+    def pop_diagnostics(self) -> tuple[dict[str, float], dict[str, Tensor]]:
+        scalars = {k: float(total) / count for k, (total, count) in self._means.items()}
+        hists = {k: torch.cat(v).cpu() for k, v in self._histograms.items() if v}
+        self._means.clear()
+        self._histograms.clear()
+        return scalars, hists
+
+    def on_train_end(self, run_dir: Path, train_eval_loader, device: torch.device) -> None:
+        """Hook for per-method artefacts written at the end of a run (e.g. ISDM's soft labels)."""

@@ -1,0 +1,249 @@
+"""ISDM: instance-level scaling (IS) + dynamic margin alignment (DM).
+
+This is the project's reconstruction of the article's method (its equations are not available to
+us); the contract is ``../shared/ISDM.md`` and docs/isdm.md writes the equations out:
+
+    u_i   = [p_t[i, y_i], non-target p_t[i] sorted descending]            (detached, C values)
+    a_i   = clamp(g(u_i), -a_max, a_max),  g = Linear(C, h) - ReLU - Linear(h, 1), last layer 0
+    q_i   = softmax(z_t[i] / T + a_i e_{y_i})                               (scaled soft label)
+    L_ER  = mean_i [ -log q_i[y_i] - lambda_H H(q_i) ]                      (trains g only)
+    g_i   = z_t[i, y_i] - max_{c != y_i} z_t[i, c]                           (teacher logit gap)
+    m_i   = m tanh((g_i - mean(g)) / (std(g) + eps))  | m (fixed) | 0 (none)   (detached)
+    L_DM  = T^2 mean_i KL(q_i || softmax((z_s[i] - m_i e_{y_i}) / T))
+    L     = alpha CE + w(epoch) gamma L_DM + beta L_ER
+
+With ``scaling=false`` q = p_t and there is no L_ER; with ``margin=none`` m_i = 0; both off is KD
+with weight gamma (a test holds it to 1e-6).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import Tensor, nn
+
+from ..io import atomic_write_json
+from .base import Distiller
+from .losses import kl_divergence, max_non_target_logit, target_logit, target_mask
+from .registry import MethodConfig, register
+
+
+class ISDMConfig(MethodConfig):
+    name: str = "isdm"
+    T: float = Field(4.0, gt=0, description="temperature")
+    alpha: float = Field(1.0, ge=0, description="CE weight")
+    gamma: float = Field(4.0, ge=0, description="weight of the alignment (distillation) term")
+    beta: float = Field(0.1, ge=0, description="weight of the entropy regularisation L_ER")
+    m: float = Field(5.0, ge=0, description="margin scale (dynamic) or the margin (fixed)")
+    lambda_H: float = Field(1.0, ge=0, description="entropy weight inside L_ER")
+    h: int = Field(64, ge=1, description="hidden width of the scaler")
+    a_max: float = Field(5.0, gt=0, description="clamp of the scaler's output")
+    scaling: bool = Field(True, description="IS: scale the teacher's target class per instance")
+    margin: Literal["dynamic", "fixed", "none"] = "dynamic"
+    margin_source: Literal["gap", "prob"] = Field(
+        "gap", description="difficulty signal of the dynamic margin: logit gap or p_t[y]")
+    is_input: Literal["sorted", "probs"] = Field(
+        "sorted", description="scaler input: target-first sorted probabilities, or p_t in class order")
+    is_grad_from_kd: bool = Field(False, description="let the alignment gradient reach the scaler")
+    eps: float = Field(1e-6, gt=0)
+    # None: 10 % of the epochs (resolved into config.yaml); 0 disables the ramp.
+    warmup_epochs: int | None = Field(None, ge=0)
+
+
+class InstanceScaler(nn.Module):
+    """The IS perceptron: a class-agnostic view of the teacher's soft label -> a_i."""
+
+    def __init__(self, num_classes: int, hidden: int, a_max: float):
+        super().__init__()
+        self.a_max = a_max
+        self.net = nn.Sequential(nn.Linear(num_classes, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 1))
+        # Zero output at the start: training begins from the plain teacher (q = p_t).
+        nn.init.zeros_(self.net[2].weight)
+        nn.init.zeros_(self.net[2].bias)
+
+    def forward(self, u: Tensor) -> Tensor:
+        return self.net(u).squeeze(1).clamp(-self.a_max, self.a_max)
+
+    @staticmethod
+    def parameter_count(num_classes: int, hidden: int) -> int:
+        return num_classes * hidden + hidden + hidden + 1
+
+
+def scaler_input(p_t: Tensor, labels: Tensor, mode: str) -> Tensor:
+    """``sorted``: [p_t[y], non-target p_t sorted descending] (class-agnostic); ``probs``: p_t."""
+    if mode == "probs":
+        return p_t
+    mask = target_mask(p_t, labels)
+    target = p_t[mask].unsqueeze(1)
+    others = p_t[~mask].view(p_t.shape[0], -1).sort(dim=1, descending=True).values
+    return torch.cat([target, others], dim=1)
+
+
+def scaled_soft_label(teacher_logits: Tensor, labels: Tensor, a: Tensor, T: float) -> Tensor:
+    """q = softmax(z_t / T + a e_y): the target probability multiplied by exp(a), renormalised."""
+    return F.softmax(teacher_logits / T + a[:, None] * target_mask(teacher_logits, labels), dim=1)
+
+
+def entropy_regularization(q: Tensor, labels: Tensor, lambda_H: float) -> Tensor:
+    """L_ER = mean_i [ -log q_i[y_i] - lambda_H H(q_i) ]."""
+    log_q = q.clamp_min(1e-30).log()
+    nll = -log_q.gather(1, labels[:, None]).squeeze(1)
+    entropy = -(q * log_q).sum(1)
+    return (nll - lambda_H * entropy).mean()
+
+
+def dynamic_margin(difficulty: Tensor, m: float, eps: float) -> Tensor:
+    """m_i = m tanh((s_i - mean(s)) / (std(s) + eps)): positive for samples easier than the batch
+    (larger s), negative for harder ones. Population std, so a batch of one gives m_i = 0."""
+    s = difficulty.detach()
+    return m * torch.tanh((s - s.mean()) / (s.std(correction=0) + eps))
+
+
+@register("isdm")
+class ISDM(Distiller):
+    Config = ISDMConfig
+    summary = "ISDM: instance-level scaling + dynamic margin alignment (the project's reconstruction)"
+
+    def __init__(self, student, teacher, cfg: ISDMConfig, info):
+        super().__init__(student, teacher, cfg, info)
+        self.scaler = InstanceScaler(info.num_classes, cfg.h, cfg.a_max) if cfg.scaling else None
+
+    @classmethod
+    def extra_parameter_count(cls, cfg: ISDMConfig, num_classes: int) -> int:
+        return InstanceScaler.parameter_count(num_classes, cfg.h) if cfg.scaling else 0
+
+    def extra_modules(self) -> dict[str, nn.Module]:
+        return {"scaler": self.scaler} if self.scaler is not None else {}
+
+    def extra_param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+        # The contract: the scaler shares the lr schedule but has no weight decay.
+        if self.scaler is None:
+            return []
+        return [{"params": list(self.scaler.parameters()), "weight_decay": 0.0}]
+
+    def ce_loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        return self.cfg.alpha * F.cross_entropy(logits, labels)
+
+    # ------------------------------------------------------------------ the parts
+    def soft_targets(self, teacher_logits: Tensor, labels: Tensor) -> dict[str, Tensor]:
+        """p_t, the scaler output a, the scaled label q and L_ER (absent without scaling)."""
+        cfg = self.cfg
+        p_t = F.softmax(teacher_logits / cfg.T, dim=1)
+        if self.scaler is None:
+            return {"p_t": p_t, "q": p_t, "a": torch.zeros_like(labels, dtype=p_t.dtype)}
+        a = self.scaler(scaler_input(p_t, labels, cfg.is_input).detach())
+        q = scaled_soft_label(teacher_logits, labels, a, cfg.T)
+        return {"p_t": p_t, "q": q, "a": a, "er": entropy_regularization(q, labels, cfg.lambda_H)}
+
+    def difficulty(self, teacher_logits: Tensor, labels: Tensor, p_t: Tensor) -> Tensor:
+        """Large for easy samples: the teacher's logit gap (or its target probability)."""
+        if self.cfg.margin_source == "prob":
+            return target_logit(p_t, labels)
+        return target_logit(teacher_logits, labels) - max_non_target_logit(teacher_logits, labels)
+
+    def margins(self, teacher_logits: Tensor, labels: Tensor, p_t: Tensor) -> Tensor:
+        cfg = self.cfg
+        if cfg.margin == "none":
+            return torch.zeros_like(p_t[:, 0])
+        if cfg.margin == "fixed":
+            return torch.full_like(p_t[:, 0], cfg.m)
+        return dynamic_margin(self.difficulty(teacher_logits, labels, p_t), cfg.m, cfg.eps)
+
+    def alignment(self, student_logits: Tensor, labels: Tensor, q: Tensor, m: Tensor) -> Tensor:
+        """L_DM = T^2 mean KL(q || softmax((z_s - m e_y) / T)); the margin shifts the target only."""
+        T = self.cfg.T
+        shifted = student_logits - m[:, None] * target_mask(student_logits, labels)
+        return kl_divergence(q, F.log_softmax(shifted / T, dim=1)).mean() * (T * T)
+
+    # ------------------------------------------------------------------ training
+    def forward_train(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        cfg = self.cfg
+        image, labels = batch["image"], batch["label"]
+        logits = self.student(image).logits
+        teacher_logits = self.teacher_forward(image).logits.float()
+        parts = self.soft_targets(teacher_logits, labels)
+        q = parts["q"] if cfg.is_grad_from_kd else parts["q"].detach()
+        m = self.margins(teacher_logits, labels, parts["p_t"])
+        losses = {
+            "ce": self.ce_loss(logits, labels),
+            "align": self.warmup() * cfg.gamma * self.alignment(logits.float(), labels, q, m),
+        }
+        if "er" in parts:
+            losses["er"] = cfg.beta * parts["er"]
+        self._record(teacher_logits, labels, parts, m)
+        return logits, losses
+
+    def _record(self, teacher_logits: Tensor, labels: Tensor, parts: dict[str, Tensor], m: Tensor) -> None:
+        correct = teacher_logits.argmax(1) == labels
+        p_y = target_logit(parts["p_t"], labels)
+        q_y = target_logit(parts["q"].detach(), labels)
+        self.log_mean("a", parts["a"])
+        self.log_mean("m", m)
+        for name, sel in (("teacher_right", correct), ("teacher_wrong", ~correct)):
+            self.log_mean(f"p_t_y/{name}", p_y[sel])
+            self.log_mean(f"q_y/{name}", q_y[sel])
+        self.log_histogram("a", parts["a"])
+        self.log_histogram("m", m)
+
+    # ------------------------------------------------------------------ analysis (article Fig. 5)
+    @torch.no_grad()
+    def soft_label_records(self, loader, device: torch.device) -> dict[str, Tensor]:
+        """p_t[y], q[y], a, the logit gap and m for every sample of an (unaugmented) loader.
+
+        m is standardised over the whole set here (the expectation of the per-batch margin), since
+        training batches are random."""
+        was_training = self.training
+        self.eval()
+        cols: dict[str, list[Tensor]] = {k: [] for k in ("index", "label", "p_t_y", "q_y", "a", "gap", "difficulty", "teacher_correct")}
+        for batch in loader:
+            image, labels = batch["image"].to(device), batch["label"].to(device)
+            zt = self.teacher_forward(image).logits.float()
+            parts = self.soft_targets(zt, labels)
+            cols["index"].append(batch["index"])
+            cols["label"].append(labels.cpu())
+            cols["p_t_y"].append(target_logit(parts["p_t"], labels).cpu())
+            cols["q_y"].append(target_logit(parts["q"], labels).cpu())
+            cols["a"].append(parts["a"].cpu())
+            cols["gap"].append((target_logit(zt, labels) - max_non_target_logit(zt, labels)).cpu())
+            cols["difficulty"].append(self.difficulty(zt, labels, parts["p_t"]).cpu())
+            cols["teacher_correct"].append((zt.argmax(1) == labels).cpu())
+        self.train(was_training)
+        out = {k: torch.cat(v) for k, v in cols.items()}
+        cfg = self.cfg
+        if cfg.margin == "dynamic":
+            out["m"] = dynamic_margin(out["difficulty"], cfg.m, cfg.eps)
+        else:
+            out["m"] = torch.full_like(out["a"], cfg.m if cfg.margin == "fixed" else 0.0)
+        return out
+
+    def on_train_end(self, run_dir: Path, train_eval_loader, device: torch.device) -> None:
+        rec = self.soft_label_records(train_eval_loader, device)
+        paths = self.info.train_paths
+        samples = [
+            {
+                "index": int(i),
+                "path": paths[int(i)] if paths else None,
+                "label": int(y),
+                "teacher_correct": bool(c),
+                "p_t_y": round(float(p), 6),
+                "q_y": round(float(q), 6),
+                "a": round(float(a), 6),
+                "m": round(float(m), 6),
+                "gap": round(float(g), 6),
+            }
+            for i, y, c, p, q, a, m, g in zip(rec["index"], rec["label"], rec["teacher_correct"],
+                                              rec["p_t_y"], rec["q_y"], rec["a"], rec["m"], rec["gap"])
+        ]
+        cfg = self.cfg
+        atomic_write_json(run_dir / "soft_labels.json", {
+            "description": "ISDM soft labels of every training sample (unaugmented) after training: "
+                           "teacher target probability p_t_y at T, scaled target probability q_y, "
+                           "scaler output a, teacher logit gap, and margin m (dynamic margins "
+                           "standardised over the training set)",
+            "T": cfg.T, "scaling": cfg.scaling, "margin": cfg.margin, "m_scale": cfg.m,
+            "lambda_H": cfg.lambda_H, "samples": samples,
+        })

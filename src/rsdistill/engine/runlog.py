@@ -1,0 +1,61 @@
+"""Where a run's numbers go: ``metrics.jsonl`` (one flat line per epoch), TensorBoard, the console
+and ``train.log``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+log = logging.getLogger("rsdistill")
+
+
+class RunLog:
+    def __init__(self, run_dir: Path, resume_after_epoch: int = 0):
+        self.run_dir = run_dir
+        self.jsonl = run_dir / "metrics.jsonl"
+        self._truncate_after(resume_after_epoch)
+        self._file_handler = logging.FileHandler(run_dir / "train.log")
+        self._file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logging.getLogger("rsdistill").addHandler(self._file_handler)
+        from torch.utils.tensorboard import SummaryWriter
+
+        # purge_step drops events of epochs a crashed run logged after its last checkpoint.
+        self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=resume_after_epoch + 1 if resume_after_epoch else None)
+
+    def _truncate_after(self, epoch: int) -> None:
+        """Keep only the lines of epochs that the checkpoint being resumed from has seen."""
+        if not self.jsonl.is_file():
+            return
+        if epoch == 0:
+            self.jsonl.unlink()
+            return
+        kept = [ln for ln in self.jsonl.read_text().splitlines()
+                if ln.strip() and json.loads(ln).get("epoch", 0) <= epoch]
+        self.jsonl.write_text("".join(ln + "\n" for ln in kept))
+
+    def epoch(self, record: dict[str, Any], histograms: dict[str, Tensor] | None = None) -> None:
+        with self.jsonl.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        step = record["epoch"]
+        for k, v in record.items():
+            if k != "epoch" and isinstance(v, (int, float)):
+                self.tb.add_scalar(k, v, step)
+        for k, v in (histograms or {}).items():
+            if v.numel():
+                self.tb.add_histogram(f"hist/{k}", v, step)
+        self.tb.flush()
+
+    def close(self) -> None:
+        self.tb.close()
+        logging.getLogger("rsdistill").removeHandler(self._file_handler)
+        self._file_handler.close()
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]

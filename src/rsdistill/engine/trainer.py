@@ -1,0 +1,246 @@
+"""One training loop for CE training and every distillation method.
+
+Per epoch: set the method's epoch (warm-ups), draw this epoch's shuffle and augmentation from a
+seed derived from (seed, epoch), step the optimizer over the named losses, step the lr schedule,
+evaluate top-1/top-5 on the test (and validation) split, log, and checkpoint atomically. Because
+nothing random is carried across epochs except what the checkpoint holds, a resumed run ends with
+the same numbers as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..config import RunConfig
+from ..data.datamodule import DataModule
+from ..distillers.base import Distiller
+from ..errors import RsDistillError
+from ..models import LogitsOnly
+from .checkpoint import model_record, save_checkpoint
+from .metrics import AccuracyMeter
+from .runlog import RunLog
+from .seeding import epoch_seed
+
+log = logging.getLogger("rsdistill")
+
+
+class TrainingDiverged(RsDistillError):
+    pass
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # completed epochs
+    best_top1: float = -1.0
+    best_top5: float = 0.0
+    best_epoch: int = 0
+    seconds: float = 0.0
+    last: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def build_optimizer(distiller: Distiller, cfg: RunConfig) -> torch.optim.Optimizer:
+    t = cfg.train
+    groups = [{"params": [p for p in distiller.student.parameters() if p.requires_grad],
+               "weight_decay": t.weight_decay}]
+    groups += distiller.extra_param_groups(t.weight_decay)
+    return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, nesterov=t.nesterov)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: RunConfig):
+    return torch.optim.lr_scheduler.MultiStepLR(
+        optimizer, milestones=cfg.train.resolved_milestones(), gamma=cfg.train.lr_decay
+    )
+
+
+def move(batch: dict[str, Any], device: torch.device, channels_last: bool) -> dict[str, Any]:
+    out = {}
+    for k, v in batch.items():
+        if isinstance(v, Tensor):
+            v = v.to(device, non_blocking=True)
+            if channels_last and v.dim() == 4:
+                v = v.contiguous(memory_format=torch.channels_last)
+        out[k] = v
+    return out
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, distiller: Distiller, data: DataModule, run_dir: Path,
+                 device: torch.device):
+        self.cfg, self.distiller, self.data, self.run_dir, self.device = cfg, distiller, data, run_dir, device
+        self.ckpt_dir = run_dir / "checkpoints"
+        if cfg.train.channels_last:
+            distiller.to(memory_format=torch.channels_last)
+        distiller.to(device)
+        self.optimizer = build_optimizer(distiller, cfg)
+        self.scheduler = build_scheduler(self.optimizer, cfg)
+        self.amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+        self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.amp and device.type == "cuda")
+        self.state = TrainState()
+        self.teacher_metrics: dict[str, float] | None = None
+
+    # ------------------------------------------------------------------ state
+    def load_state(self, ckpt: dict[str, Any]) -> None:
+        self.distiller.student.load_state_dict(ckpt["model"]["state_dict"])
+        extras = self.distiller.extra_modules()
+        for name, sd in ckpt.get("extras", {}).items():
+            extras[name].load_state_dict(sd)
+        ts = ckpt["train_state"]
+        self.optimizer.load_state_dict(ts["optimizer"])
+        self.scheduler.load_state_dict(ts["scheduler"])
+        if ts.get("grad_scaler"):
+            self.scaler.load_state_dict(ts["grad_scaler"])
+        self.state = TrainState(**ts["progress"])
+        self.teacher_metrics = ts.get("teacher_metrics")
+
+    def _payload(self) -> dict[str, Any]:
+        d = self.distiller
+        return {
+            "model": model_record(d.student, self.data.class_names, self.cfg.data.image_size),
+            "method": self.cfg.method.name,
+            "extras": {k: {n: t.detach().cpu() for n, t in m.state_dict().items()}
+                       for k, m in d.extra_modules().items()},
+            "train_state": {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "grad_scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+                "progress": self.state.to_dict(),
+                "teacher_metrics": self.teacher_metrics,
+            },
+            "config": self.cfg.to_dict(),
+        }
+
+    # ------------------------------------------------------------------ evaluation
+    def _autocast(self):
+        if not self.cfg.train.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, part: str) -> AccuracyMeter:
+        """``model``: images -> logits (the distiller's student, or a teacher's ``logits``)."""
+        was_training = model.training
+        model.eval()
+        meter = AccuracyMeter(self.data.info.num_classes)
+        for batch in self.data.eval_loader(part, self.cfg.train.test_batch_size):
+            batch = move(batch, self.device, self.cfg.train.channels_last)
+            with self._autocast():
+                logits = model(batch["image"])
+            loss = torch.nn.functional.cross_entropy(logits.float(), batch["label"], reduction="sum")
+            meter.update(logits, batch["label"], float(loss))
+        model.train(was_training)
+        return meter
+
+    def evaluate_teacher(self) -> None:
+        teacher = self.distiller.teacher
+        if teacher is None or self.teacher_metrics is not None:
+            return
+        s = self.evaluate(LogitsOnly(teacher), "test").summary()
+        self.teacher_metrics = {"top1": s["top1"], "top5": s["top5"]}
+        log.info("teacher %s on the test split: top-1 %.2f%%  top-5 %.2f%%", teacher.arch, s["top1"], s["top5"])
+
+    # ------------------------------------------------------------------ training
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        cfg, d = self.cfg, self.distiller
+        d.set_epoch(epoch)
+        d.train()
+        seed = epoch_seed(cfg.seed, epoch)
+        torch.manual_seed(seed)  # augmentation drawn in this process (workers seed from the loader)
+        loader = self.data.train_loader(cfg.train.batch_size, seed)
+        sums: dict[str, Tensor | float] = defaultdict(float)
+        correct: Tensor | int = 0
+        seen = step = 0
+        bar = None
+        if cfg.train.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(loader), desc=f"epoch {epoch}/{cfg.train.epochs}", leave=False,
+                       unit="batch", dynamic_ncols=True)
+        for batch in loader:
+            batch = move(batch, self.device, cfg.train.channels_last)
+            with self._autocast():
+                logits, losses = d.forward_train(batch)
+            total = sum(losses.values())
+            if not torch.isfinite(total):
+                bad = {k: float(v) for k, v in losses.items()}
+                raise TrainingDiverged(
+                    f"epoch {epoch}: loss is not finite ({bad}); lower train.lr or the method's "
+                    f"weights — the last good state is in '{self.ckpt_dir / 'last.pt'}'"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(total).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            n = len(batch["label"])
+            # Summed as tensors: no device sync per batch except for the progress bar's refresh.
+            for k, v in losses.items():
+                sums[k] = sums[k] + v.detach() * n
+            sums["loss"] = sums["loss"] + total.detach() * n
+            correct = correct + (logits.detach().argmax(1) == batch["label"]).sum()
+            seen += n
+            step += 1
+            if bar is not None:
+                bar.update()
+                if step % 10 == 1 or step == len(loader):
+                    bar.set_postfix(loss=f"{float(sums['loss']) / seen:.3f}", acc=f"{100 * float(correct) / seen:.1f}")
+        if bar is not None:
+            bar.close()
+        out = {f"train/{k}": float(v) / max(seen, 1) for k, v in sums.items()}
+        out["train/top1"] = 100.0 * float(correct) / max(seen, 1)
+        return out
+
+    def fit(self, runlog: RunLog) -> TrainState:
+        cfg = self.cfg
+        self.evaluate_teacher()
+        start = self.state.epoch + 1
+        for epoch in range(start, cfg.train.epochs + 1):
+            t0 = time.perf_counter()
+            lr = self.optimizer.param_groups[0]["lr"]
+            record: dict[str, Any] = {"epoch": epoch, "lr": lr}
+            record.update(self.train_epoch(epoch))
+            self.scheduler.step()
+            test = self.evaluate(self.distiller, "test").summary()
+            record.update({f"test/{k}": v for k, v in test.items()})
+            selected = test
+            if self.data.has_val:
+                val = self.evaluate(self.distiller, "val").summary()
+                record.update({f"val/{k}": v for k, v in val.items()})
+                selected = val
+            scalars, hists = self.distiller.pop_diagnostics()
+            record.update({f"diag/{k}": v for k, v in scalars.items()})
+            dt = time.perf_counter() - t0
+            record["time/epoch_s"] = dt
+            st = self.state
+            st.epoch, st.seconds = epoch, st.seconds + dt
+            st.last = {"top1": test["top1"], "top5": test["top5"]}
+            improved = selected["top1"] > st.best_top1
+            if improved:
+                st.best_top1, st.best_epoch = selected["top1"], epoch
+                st.best_top5 = selected["top5"]
+            if not all(math.isfinite(v) for v in (test["loss"],)):
+                log.warning("epoch %d: test loss is not finite", epoch)
+            runlog.epoch(record, hists)
+            payload = self._payload()
+            save_checkpoint(self.ckpt_dir / "last.pt", payload)
+            if improved:
+                save_checkpoint(self.ckpt_dir / "best.pt", payload)
+            sel = "val" if self.data.has_val else "test"
+            log.info(
+                "epoch %d/%d  lr %.4g  loss %.4f  train %.1f%%  test top-1 %.2f%% top-5 %.2f%%%s  (%.1fs)",
+                epoch, cfg.train.epochs, lr, record["train/loss"], record["train/top1"], test["top1"],
+                test["top5"], f"  val top-1 {selected['top1']:.2f}%" if sel == "val" else "", dt,
+            )
+        return self.state
+

@@ -1,0 +1,89 @@
+"""One interface over every architecture: ``adapter(x) -> Output(logits, Features)``.
+
+The adapter also owns the input normalisation (mean/std of the training split, as buffers), so a
+checkpoint carries the statistics its model was trained with: a teacher and a student trained on
+different splits each see the inputs they expect, and an exported model takes images in [0, 1].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torchvision.models import MobileNetV2, ResNet
+
+from .features import Output
+from .torchvision_features import (
+    mobilenet_bn_before_relu,
+    mobilenet_features,
+    resnet_bn_before_relu,
+    resnet_features,
+)
+
+
+class ModelAdapter(nn.Module):
+    def __init__(
+        self,
+        arch: str,
+        net: nn.Module,
+        num_classes: int,
+        mean: Sequence[float] = (0.5, 0.5, 0.5),
+        std: Sequence[float] = (0.25, 0.25, 0.25),
+    ):
+        super().__init__()
+        self.arch = arch
+        self.num_classes = num_classes
+        self.net = net
+        self.register_buffer("input_mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("input_std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def set_normalization(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.input_mean.copy_(torch.tensor(mean).view(1, 3, 1, 1))
+        self.input_std.copy_(torch.tensor(std).view(1, 3, 1, 1))
+
+    def normalize(self, x: Tensor) -> Tensor:
+        return (x - self.input_mean.to(x.dtype)) / self.input_std.to(x.dtype)
+
+    def forward(self, x: Tensor) -> Output:
+        """``x``: images in [0, 1], N x 3 x H x W, any H and W."""
+        x = self.normalize(x)
+        net = self.net
+        if hasattr(net, "forward_features"):
+            return net.forward_features(x)
+        if isinstance(net, ResNet):
+            return resnet_features(net, x)
+        if isinstance(net, MobileNetV2):
+            return mobilenet_features(net, x)
+        raise TypeError(f"no feature extractor for {type(net).__name__}")
+
+    def logits(self, x: Tensor) -> Tensor:
+        """The plain forward (no feature bundle): what evaluation and export use."""
+        return self.net(self.normalize(x))
+
+    @property
+    def classifier(self) -> nn.Linear:
+        net = self.net
+        if isinstance(net, MobileNetV2):
+            return net.classifier[-1]
+        return net.fc
+
+    def bn_before_relu(self) -> list[nn.BatchNorm2d]:
+        """Per stage, the BatchNorm whose output (plus any residual) the stage's ReLU receives."""
+        net = self.net
+        if isinstance(net, ResNet):
+            return resnet_bn_before_relu(net)
+        if isinstance(net, MobileNetV2):
+            return mobilenet_bn_before_relu(net)
+        return net.bn_before_relu()
+
+
+class LogitsOnly(nn.Module):
+    """The deployable form of an adapter: images in [0, 1] -> logits (for export and profiling)."""
+
+    def __init__(self, adapter: ModelAdapter):
+        super().__init__()
+        self.adapter = adapter
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.adapter.logits(x)

@@ -1,0 +1,92 @@
+"""Model names -> builders. Random initialisation; a local weights file may be given (no downloads)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from ..errors import CheckpointError
+from . import cifar_resnet, wrn
+from .adapter import ModelAdapter
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    build: Callable[[int], nn.Module]
+    family: str  # "imagenet": torchvision layout (stride-4 stem); "cifar": 3x3 stem, no max-pool
+    description: str
+
+
+def _tv(name: str) -> Callable[[int], nn.Module]:
+    def build(num_classes: int) -> nn.Module:
+        return getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
+
+    return build
+
+
+MODELS: dict[str, ModelSpec] = {
+    s.name: s
+    for s in [
+        ModelSpec("resnet18", _tv("resnet18"), "imagenet", "torchvision ResNet-18 (11.7 M params at 1000 classes)"),
+        ModelSpec("resnet34", _tv("resnet34"), "imagenet", "torchvision ResNet-34 (21.8 M)"),
+        ModelSpec("resnet50", _tv("resnet50"), "imagenet", "torchvision ResNet-50 (25.6 M)"),
+        ModelSpec("mobilenet_v2", _tv("mobilenet_v2"), "imagenet", "torchvision MobileNetV2 (3.5 M)"),
+        ModelSpec("resnet20", cifar_resnet.resnet20, "cifar", "CIFAR ResNet-20 (0.27 M)"),
+        ModelSpec("resnet56", cifar_resnet.resnet56, "cifar", "CIFAR ResNet-56 (0.86 M)"),
+        ModelSpec("resnet8x4", cifar_resnet.resnet8x4, "cifar", "CIFAR ResNet-8x4 (1.2 M)"),
+        ModelSpec("resnet32x4", cifar_resnet.resnet32x4, "cifar", "CIFAR ResNet-32x4 (7.4 M)"),
+        ModelSpec("wrn_16_2", wrn.wrn_16_2, "cifar", "Wide ResNet-16-2 (0.7 M)"),
+        ModelSpec("wrn_40_2", wrn.wrn_40_2, "cifar", "Wide ResNet-40-2 (2.2 M)"),
+    ]
+}
+
+
+def model_names() -> list[str]:
+    return list(MODELS)
+
+
+def build_model(name: str, num_classes: int, weights: str | Path | None = None) -> ModelAdapter:
+    if name not in MODELS:
+        raise CheckpointError(f"unknown model '{name}' (known: {', '.join(MODELS)})")
+    net = MODELS[name].build(num_classes)
+    if weights is not None:
+        load_backbone_weights(net, Path(weights))
+    return ModelAdapter(name, net, num_classes)
+
+
+def load_backbone_weights(net: nn.Module, path: Path) -> None:
+    """Load a plain state dict (e.g. torchvision ImageNet weights saved locally) into ``net``.
+
+    The classifier is kept from ``net`` when its shape differs (a new class count); any other
+    mismatch is an error naming the file.
+    """
+    if not path.is_file():
+        raise CheckpointError(f"model.weights: file '{path}' does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
+        raise CheckpointError(f"model.weights: cannot read '{path}': {e}".splitlines()[0]) from e
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        inner = state["model"]
+        state = inner.get("state_dict", inner)
+        state = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")} or state
+    own = net.state_dict()
+    kept = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    dropped = [k for k in state if k not in kept]
+    classifier_keys = {"fc.weight", "fc.bias", "classifier.1.weight", "classifier.1.bias"}
+    if [k for k in dropped if k not in classifier_keys] or [
+        k for k in own if k not in kept and k not in classifier_keys
+    ]:
+        bad = sorted(set(dropped) ^ set(k for k in own if k not in kept))[:3]
+        raise CheckpointError(f"model.weights: '{path}' does not fit this architecture (e.g. keys {bad})")
+    net.load_state_dict(kept, strict=False)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,115 @@
+"""The typed config: the article's defaults, layering, --set parsing and errors that name fields."""
+
+from __future__ import annotations
+
+import pytest
+
+from rsdistill.config import RunConfig, build_config, load_yaml, parse_set
+from rsdistill.errors import ConfigError
+
+
+def test_defaults_are_the_articles_settings():
+    cfg = RunConfig().resolve()
+    t = cfg.train
+    assert (t.lr, t.momentum, t.weight_decay, t.batch_size, t.test_batch_size, t.epochs) == (
+        0.1, 0.9, 5e-4, 64, 128, 200)
+    assert t.milestones == [60, 120, 160] and t.lr_decay == 0.1
+    kd = build_config({"method": {"name": "kd"}}).resolve().method
+    assert (kd.T, kd.ce_weight, kd.kd_weight, kd.warmup_epochs) == (4.0, 1.0, 4.0, 20)
+
+
+def test_milestones_and_warmup_scale_with_the_epochs_unless_given():
+    cfg = build_config({"train": {"epochs": 50}, "method": {"name": "kd"}}).resolve()
+    assert cfg.train.milestones == [15, 30, 40]
+    assert cfg.method.warmup_epochs == 5
+    given = build_config({"train": {"epochs": 50, "milestones": [10, 20]}}).resolve()
+    assert given.train.milestones == [10, 20]
+
+
+def test_set_parses_dotted_keys_and_yaml_values():
+    tree = parse_set(["train.epochs=3", "data.image_size=32", "data.train_ratio=0.5",
+                      "train.milestones=[1, 2]", "train.amp=true", "method.name=kd"])
+    assert tree == {"train": {"epochs": 3, "milestones": [1, 2], "amp": True},
+                    "data": {"image_size": 32, "train_ratio": 0.5}, "method": {"name": "kd"}}
+    cfg = build_config(tree)
+    assert cfg.train.epochs == 3 and cfg.data.train_ratio == 0.5
+
+
+@pytest.mark.parametrize("item", ["train.epochs", "=3", "train..epochs=2"])
+def test_malformed_set_items_are_rejected(item):
+    with pytest.raises(ConfigError, match="--set"):
+        parse_set([item])
+
+
+def test_unknown_field_is_named_with_a_suggestion():
+    with pytest.raises(ConfigError, match=r"unknown field 'train\.epoch'.*did you mean 'epochs'"):
+        build_config({"train": {"epoch": 2}})
+
+
+@pytest.mark.parametrize(
+    ("layer", "field"),
+    [
+        ({"data": {"train_ratio": 1.5}}, "data.train_ratio"),
+        ({"data": {"train_ratio": 0.0}}, "data.train_ratio"),
+        ({"data": {"train_ratio": 0.8, "val_ratio": 0.3}}, "data"),
+        ({"train": {"epochs": 0}}, "train.epochs"),
+        ({"train": {"lr": "fast"}}, "train.lr"),
+        ({"train": {"epochs": 10, "milestones": [5, 3]}}, "train"),
+        ({"model": {"name": "resnet19"}}, "model.name"),
+        ({"train": {"device": "gpu0"}}, "train.device"),
+    ],
+)
+def test_invalid_values_name_the_field(layer, field):
+    with pytest.raises(ConfigError) as e:
+        build_config(layer)
+    assert field in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_method_fields_are_validated_by_the_methods_own_config():
+    with pytest.raises(ConfigError, match=r"method\.T"):
+        build_config({"method": {"name": "kd", "T": -1}})
+    with pytest.raises(ConfigError, match=r"unknown method 'kdd'.*did you mean 'kd'"):
+        build_config({"method": {"name": "kdd"}})
+    with pytest.raises(ConfigError, match=r"unknown field 'method\.kd_weight'"):
+        build_config({"method": {"name": "ce", "kd_weight": 2}})
+
+
+def test_later_layers_win_and_a_new_method_does_not_inherit_fields(tmp_path):
+    file = tmp_path / "c.yaml"
+    file.write_text("train: {epochs: 7, lr: 0.05}\nmethod: {name: kd, T: 2}\n")
+    layers = [load_yaml(file), {"train": {"epochs": 3}}]
+    cfg = build_config(*layers)
+    assert (cfg.train.epochs, cfg.train.lr, cfg.method.T) == (3, 0.05, 2.0)
+    switched = build_config(*layers, {"method": {"name": "ce"}})
+    assert switched.method.name == "ce"
+
+
+def test_bad_config_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_yaml(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        load_yaml(bad)
+
+
+def test_resolved_config_round_trips_through_yaml():
+    import yaml
+
+    cfg = build_config({"method": {"name": "kd", "T": 3}, "train": {"epochs": 10}}).resolve()
+    again = build_config(yaml.safe_load(cfg.to_yaml()))
+    assert again == cfg
+
+
+def test_every_shipped_config_file_is_valid_and_keeps_the_articles_schedule():
+    from pathlib import Path
+
+    files = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+    assert len(files) >= 7
+    for file in files:
+        cfg = build_config(load_yaml(file), source=str(file)).resolve()
+        if file.stem != "cpu_64px":
+            assert cfg.train.milestones == [60, 120, 160], file
+            assert cfg.data.preset in ("ucm", "aid", "nwpu")
+            assert cfg.data.train_ratio == {"8_2": 0.8, "5_5": 0.5}[file.stem[-3:]]

@@ -1,0 +1,85 @@
+"""Feature-based methods on both model pairs at several real input sizes: connectors are built from
+the shapes of the run's input size, the loss is finite and falls, extra modules are trained and
+saved but are not part of the student."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rsdistill.config import build_config
+from rsdistill.data.datamodule import DataInfo
+from rsdistill.distillers import registry
+from rsdistill.engine.trainer import build_optimizer
+from rsdistill.models import build_model
+
+FEATURE_METHODS = ["fitnet", "at", "rkd", "ofd", "crd", "reviewkd", "cat"]
+PAIRS = {"torchvision": ("resnet34", "resnet18", (32, 64, 224, 256)),
+         "cifar": ("resnet32x4", "resnet8x4", (32, 64, 256))}
+CASES = [(m, pair, size) for m in FEATURE_METHODS for pair, (_, _, sizes) in PAIRS.items() for size in sizes]
+C = 4
+
+
+def registered(name: str) -> bool:
+    return name in registry.names()
+
+
+def build(name: str, pair: str, size: int):
+    teacher_name, student_name, _ = PAIRS[pair]
+    cls = registry.get(name)
+    over = {"warmup_epochs": 0} if "warmup_epochs" in cls.Config.model_fields else {}
+    cfg = build_config({"method": {"name": name, **over}, "model": {"name": student_name}})
+    torch.manual_seed(0)
+    info = DataInfo([f"c{i}" for i in range(C)], size, torch.arange(8) % C, [f"c{i % C}/{i}.png" for i in range(8)])
+    d = cls(build_model(student_name, C), build_model(teacher_name, C), cfg.method, info)
+    return d, cfg
+
+
+@pytest.mark.parametrize(("name", "pair", "size"), CASES)
+def test_builds_at_the_real_input_size_and_a_few_steps_lower_the_loss(name, pair, size):
+    if not registered(name):
+        pytest.skip(f"{name} not implemented yet")
+    d, cfg = build(name, pair, size)
+    d.train()
+    opt = build_optimizer(d, cfg)
+    for g in opt.param_groups:
+        g["lr"] = 0.01
+    g = torch.Generator().manual_seed(0)
+    n = 4
+    batch = {"image": torch.rand(n, 3, size, size, generator=g), "label": torch.arange(n) % C,
+             "index": torch.arange(n)}
+    seen = []
+    for _ in range(3):
+        torch.manual_seed(0)
+        logits, losses = d.forward_train(batch)
+        loss = sum(losses.values())
+        assert torch.isfinite(loss) and logits.shape == (n, C)
+        seen.append(loss.item())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert seen[-1] < seen[0], seen
+
+
+@pytest.mark.parametrize("name", FEATURE_METHODS)
+def test_extra_modules_are_optimised_and_checkpointed_but_not_in_the_student(name, tmp_path):
+    if not registered(name):
+        pytest.skip(f"{name} not implemented yet")
+    d, cfg = build(name, "cifar", 32)
+    opt = build_optimizer(d, cfg)
+    in_opt = {id(p) for grp in opt.param_groups for p in grp["params"]}
+    extras = d.extra_modules()
+    trainable = [p for m in extras.values() for p in m.parameters() if p.requires_grad]
+    assert all(id(p) in in_opt for p in trainable)
+    student_keys = set(d.student.state_dict())
+    for k, m in extras.items():
+        for key in m.state_dict():
+            assert f"{k}.{key}" not in student_keys
+    from rsdistill.engine.checkpoint import read_checkpoint, save_checkpoint
+    from rsdistill.engine.checkpoint import model_record
+
+    save_checkpoint(tmp_path / "c.pt", {"model": model_record(d.student, d.info.class_names, 32),
+                                        "extras": {k: m.state_dict() for k, m in extras.items()}})
+    back = read_checkpoint(tmp_path / "c.pt")
+    assert set(back["extras"]) == set(extras)
+    assert set(back["model"]["state_dict"]) == student_keys

@@ -1,0 +1,212 @@
+"""ISDM as specified in ../shared/ISDM.md: identities, the behaviour of L_ER and of the margins."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rsdistill.config import build_config
+from rsdistill.data.datamodule import DataInfo
+from rsdistill.distillers import registry
+from rsdistill.distillers.isdm import (
+    InstanceScaler,
+    dynamic_margin,
+    entropy_regularization,
+    scaled_soft_label,
+    scaler_input,
+)
+from rsdistill.distillers.losses import softened_kl
+from rsdistill.models import build_model
+
+C = 6
+
+
+def make(method: str, seed: int = 0, **over):
+    torch.manual_seed(seed)
+    cfg = build_config({"method": {"name": method, **over}}).method
+    student, teacher = build_model("resnet20", C), build_model("resnet20", C)
+    torch.manual_seed(123)
+    for p in teacher.parameters():  # a confident, non-trivial teacher
+        p.data.add_(0.05 * torch.randn_like(p))
+    info = DataInfo([f"c{i}" for i in range(C)], 16, torch.zeros(8, dtype=torch.long))
+    return registry.get(method)(student, teacher, cfg, info)
+
+
+def batch(n=8, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return {"image": torch.rand(n, 3, 16, 16, generator=g), "label": torch.randint(0, C, (n,), generator=g)}
+
+
+def total(losses):
+    return sum(losses.values())
+
+
+def test_without_is_and_dm_isdm_equals_kd_with_weight_gamma():
+    b = batch()
+    isdm = make("isdm", scaling=False, margin="none", gamma=3.0, T=2.5)
+    kd = make("kd", kd_weight=3.0, T=2.5)
+    kd.student.load_state_dict(isdm.student.state_dict())
+    kd.teacher.load_state_dict(isdm.teacher.state_dict())
+    for epoch in (1, 50):  # inside and after the warm-up
+        isdm.set_epoch(epoch)
+        kd.set_epoch(epoch)
+        _, li = isdm.forward_train(b)
+        _, lk = kd.forward_train(b)
+        assert set(li) == {"ce", "align"}
+        assert abs(total(li).item() - total(lk).item()) < 1e-6
+        assert abs(li["align"].item() - lk["kd"].item()) < 1e-6
+
+
+def test_zero_initialised_scaler_without_margin_takes_the_same_first_step_as_kd():
+    b = batch()
+    isdm = make("isdm", scaling=True, margin="none", warmup_epochs=0)
+    kd = make("kd", warmup_epochs=0)
+    kd.student.load_state_dict(isdm.student.state_dict())
+    kd.teacher.load_state_dict(isdm.teacher.state_dict())
+    _, li = isdm.forward_train(b)
+    _, lk = kd.forward_train(b)
+    assert li["align"].item() == pytest.approx(lk["kd"].item(), abs=1e-6)
+    for model, losses in ((isdm, li), (kd, lk)):
+        opt = torch.optim.SGD(model.student.parameters(), lr=0.1)
+        total(losses).backward()
+        opt.step()
+    for (n, a), (_, k) in zip(isdm.student.named_parameters(), kd.student.named_parameters()):
+        assert torch.allclose(a, k, atol=1e-6), n
+
+
+def _er_grad_at_zero(p_target: float, lambda_H: float = 1.0) -> float:
+    """dL_ER/da at a = 0 for one sample whose teacher puts p_target on the label."""
+    rest = (1 - p_target) / (C - 1)
+    p = torch.tensor([[p_target] + [rest] * (C - 1)])
+    z = p.log() * 4.0  # teacher logits at T = 4
+    a = torch.zeros(1, requires_grad=True)
+    q = scaled_soft_label(z, torch.tensor([0]), a, 4.0)
+    entropy_regularization(q, torch.tensor([0]), lambda_H).backward()
+    return a.grad.item()
+
+
+def test_er_gradient_raises_a_for_hard_samples_and_lowers_it_for_over_confident_ones():
+    assert _er_grad_at_zero(0.15) < 0  # descent increases a: more target confidence
+    assert _er_grad_at_zero(0.97) > 0  # descent decreases a: dark knowledge shows
+
+
+def test_optimising_the_scaler_moves_q_y_to_an_interior_value_from_both_sides():
+    torch.manual_seed(0)
+    labels = torch.zeros(4, dtype=torch.long)
+    p = torch.tensor([[0.12] + [0.88 / (C - 1)] * (C - 1), [0.25] + [0.75 / (C - 1)] * (C - 1),
+                      [0.90] + [0.10 / (C - 1)] * (C - 1), [0.98] + [0.02 / (C - 1)] * (C - 1)])
+    z = p.log() * 4.0
+    scaler = InstanceScaler(C, 64, 5.0)
+    opt = torch.optim.SGD(scaler.parameters(), lr=0.5)
+    p_t = F.softmax(z / 4.0, 1)
+    for _ in range(300):
+        q = scaled_soft_label(z, labels, scaler(scaler_input(p_t, labels, "sorted")), 4.0)
+        loss = entropy_regularization(q, labels, 1.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    q_y = q.detach()[:, 0]
+    assert q_y[0] > p[0, 0] and q_y[1] > p[1, 0]  # hard: raised
+    assert q_y[2] < p[2, 0] and q_y[3] < p[3, 0]  # easy: lowered
+    assert q_y.max() - q_y.min() < p[:, 0].max() - p[:, 0].min()  # pulled together
+
+
+def test_dynamic_margin_sign_and_range():
+    gap = torch.tensor([4.0, 0.5, -1.0, 2.0, 8.0])
+    m = dynamic_margin(gap, 5.0, 1e-6)
+    assert m[gap.argmax()] > 0 and m[gap.argmin()] < 0
+    assert (m.abs() < 5.0).all()
+    assert dynamic_margin(torch.tensor([3.0]), 5.0, 1e-6).item() == 0.0  # one sample: no margin
+
+
+def test_margin_modes_and_that_the_margin_shifts_the_target_logit_only():
+    b = batch()
+    dyn = make("isdm", margin="dynamic")
+    with torch.no_grad():
+        zt = dyn.teacher(b["image"]).logits
+    p_t = F.softmax(zt / 4.0, 1)
+    m = dyn.margins(zt, b["label"], p_t)
+    gaps = dyn.difficulty(zt, b["label"], p_t)
+    assert m[gaps.argmax()] > 0 and m[gaps.argmin()] < 0
+    fixed = make("isdm", margin="fixed", m=3.0)
+    assert torch.equal(fixed.margins(zt, b["label"], p_t), torch.full((8,), 3.0))
+    none = make("isdm", margin="none")
+    assert torch.equal(none.margins(zt, b["label"], p_t), torch.zeros(8))
+
+    zs = torch.randn(8, C)
+    onehot = F.one_hot(b["label"], C).float()
+    expected = softened_kl(zs - m[:, None] * onehot, zt, 4.0)
+    assert dyn.alignment(zs, b["label"], p_t, m).item() == pytest.approx(expected.item(), rel=1e-5)
+    # moving a non-target logit by m instead changes the loss: the shift is on the target only
+    wrong = softened_kl(zs - m[:, None] * (1 - onehot) / (C - 1), zt, 4.0)
+    assert abs(wrong.item() - expected.item()) > 1e-4
+
+
+def test_margin_source_prob_uses_the_teachers_target_probability():
+    d = make("isdm", margin_source="prob")
+    zt = torch.tensor([[3.0, 0.0, 0.0, 0, 0, 0], [0.5, 0.4, 0, 0, 0, 0]])
+    y = torch.tensor([0, 0])
+    p_t = F.softmax(zt / 4.0, 1)
+    assert torch.allclose(d.difficulty(zt, y, p_t), p_t[:, 0])
+
+
+def test_scaler_input_is_class_agnostic_or_class_ordered():
+    p = torch.tensor([[0.1, 0.5, 0.2, 0.2]])
+    assert torch.equal(scaler_input(p, torch.tensor([2]), "sorted"), torch.tensor([[0.2, 0.5, 0.2, 0.1]]))
+    assert torch.equal(scaler_input(p, torch.tensor([2]), "probs"), p)
+
+
+def test_scaler_is_small_and_gets_gradients_only_from_er_unless_asked():
+    cfg = build_config({"method": {"name": "isdm"}}).method
+    assert registry.get("isdm").extra_parameter_count(cfg, 100) < 10_000
+    assert sum(p.numel() for p in InstanceScaler(100, 64, 5.0).parameters()) < 10_000
+
+    b = batch()
+    for from_kd in (False, True):
+        d = make("isdm", is_grad_from_kd=from_kd, warmup_epochs=0)
+        _, losses = d.forward_train(b)
+        losses["align"].backward()
+        grads = [p.grad for p in d.scaler.parameters()]
+        reached = any(g is not None and g.abs().sum() > 0 for g in grads)
+        assert reached == from_kd
+    d = make("isdm")
+    _, losses = d.forward_train(b)
+    losses["er"].backward()
+    assert d.scaler.net[2].weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in d.student.parameters())  # L_ER trains the scaler only
+
+
+def test_scaler_is_an_extra_module_without_weight_decay():
+    d = make("isdm")
+    assert set(d.extra_modules()) == {"scaler"}
+    (group,) = d.extra_param_groups(5e-4)
+    assert group["weight_decay"] == 0.0 and len(group["params"]) == 4
+    assert not make("isdm", scaling=False).extra_modules()
+
+
+def test_every_hyper_parameter_is_overridable():
+    cfg = build_config({"method": {"name": "isdm", "T": 2, "alpha": 0.5, "gamma": 2, "beta": 0.2,
+                                   "m": 3, "lambda_H": 0.3, "h": 32, "scaling": False,
+                                   "margin": "fixed", "margin_source": "prob", "is_input": "probs",
+                                   "is_grad_from_kd": True}}).method
+    assert (cfg.T, cfg.alpha, cfg.gamma, cfg.beta, cfg.m, cfg.lambda_H, cfg.h) == (2, 0.5, 2, 0.2, 3, 0.3, 32)
+    from rsdistill.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="method.margin"):
+        build_config({"method": {"name": "isdm", "margin": "wide"}})
+
+
+def test_a_few_steps_lower_the_loss_on_a_fixed_batch():
+    d = make("isdm", warmup_epochs=0)
+    b = batch(16)
+    opt = torch.optim.SGD([*d.student.parameters(), *d.scaler.parameters()], lr=0.02, momentum=0.9)
+    first = None
+    for _ in range(8):
+        _, losses = d.forward_train(b)
+        loss = total(losses)
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < first

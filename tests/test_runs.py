@@ -1,0 +1,243 @@
+"""End to end through the CLI on tiny generated data: run directories, resume, errors, eval."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from rsdistill.engine.runlog import RunLog, read_jsonl
+
+from .conftest import TINY, run_cli
+
+RUN_FILES = ["config.yaml", "split.json", "metrics.jsonl", "metrics.json", "checkpoints/last.pt",
+             "checkpoints/best.pt", "train.log", "per_class_accuracy.csv", "confusion_matrix.csv",
+             "confusion_matrix.png"]
+
+
+def train(capsys, scenes, out, *extra, model="resnet20"):
+    return run_cli(capsys, "train", "--data", scenes, "--model", model, "--out", out, "--set", *TINY, *extra)
+
+
+def test_train_writes_a_complete_run_directory(capsys, scenes, tmp_path):
+    code, out, err = train(capsys, scenes, tmp_path / "run", "train.epochs=3")
+    assert code == 0, err
+    run = tmp_path / "run"
+    for name in RUN_FILES:
+        assert (run / name).is_file(), name
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert cfg["train"]["milestones"] == [1, 2] and cfg["model"]["name"] == "resnet20"
+    lines = read_jsonl(run / "metrics.jsonl")
+    assert [ln["epoch"] for ln in lines] == [1, 2, 3]
+    assert {"lr", "train/ce", "train/loss", "train/top1", "test/top1", "test/top5"} <= set(lines[0])
+    assert [ln["lr"] for ln in lines] == pytest.approx([0.1, 0.01, 0.001])
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert {"top1", "top5", "best_top1", "best_top5", "epochs", "seconds"} <= set(metrics)
+    assert metrics["top1"] == lines[-1]["test/top1"] and metrics["epochs"] == 3
+    assert metrics["best_selected_on"] == "test"  # no validation split: "best" is best on test
+    assert metrics["best_top1"] == max(ln["test/top1"] for ln in lines)
+    split = json.loads((run / "split.json").read_text())
+    assert split["counts"] == {"train": 40, "val": 0, "test": 8}
+    assert all(not Path(p).is_absolute() for p in split["train"])
+    per_class = (run / "per_class_accuracy.csv").read_text().splitlines()
+    assert per_class[0] == "class,accuracy,correct,support" and len(per_class) == 5
+    assert json.loads(out.strip().splitlines()[-1])["top1"] == pytest.approx(metrics["top1"], abs=0.01)
+
+
+def test_checkpoints_load_with_weights_only_and_hold_only_the_model_for_eval(teacher_run):
+    ckpt = torch.load(teacher_run / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["model"]["arch"] == "resnet8x4" and ckpt["model"]["num_classes"] == 4
+    assert all(k.startswith(("net.", "input_")) for k in ckpt["model"]["state_dict"])
+    assert ckpt["train_state"]["progress"]["epoch"] == 2
+
+
+def test_validation_split_selects_best_on_val(capsys, scenes, tmp_path):
+    code, _, err = train(capsys, scenes, tmp_path / "v", "data.train_ratio=0.6", "data.val_ratio=0.2",
+                         "train.epochs=2")
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "v" / "metrics.json").read_text())
+    lines = read_jsonl(tmp_path / "v" / "metrics.jsonl")
+    assert metrics["best_selected_on"] == "val" and "val/top1" in lines[0]
+    assert metrics["best_top1"] == max(ln["val/top1"] for ln in lines)
+
+
+def test_same_seed_gives_the_same_run_and_the_seed_changes_the_split(capsys, scenes, tmp_path):
+    for name, seed in (("a", "0"), ("b", "0"), ("c", "1")):
+        assert train(capsys, scenes, tmp_path / name, "train.epochs=2", "--seed", seed)[0] == 0
+    la, lb = (read_jsonl(tmp_path / n / "metrics.jsonl") for n in "ab")
+    assert [ln["train/loss"] for ln in la] == [ln["train/loss"] for ln in lb]
+    assert [ln["test/top1"] for ln in la] == [ln["test/top1"] for ln in lb]
+    split = lambda n: json.loads((tmp_path / n / "split.json").read_text())["test"]  # noqa: E731
+    assert split("a") == split("b") != split("c")
+
+
+def test_resume_continues_an_interrupted_run_to_the_same_metrics(capsys, scenes, tmp_path, monkeypatch):
+    args = ["train.epochs=3", "--deterministic"]
+    assert train(capsys, scenes, tmp_path / "full", *args)[0] == 0
+
+    original = RunLog.epoch
+
+    def crash_after_logging_epoch_2(self, record, hists=None):
+        original(self, record, hists)
+        if record["epoch"] == 2:
+            raise KeyboardInterrupt  # after the jsonl line, before the checkpoint of epoch 2
+
+    monkeypatch.setattr(RunLog, "epoch", crash_after_logging_epoch_2)
+    code, _, err = train(capsys, scenes, tmp_path / "cut", *args)
+    assert code == 130 and "--resume" in err
+    assert not (tmp_path / "cut" / "metrics.json").exists()
+    monkeypatch.undo()
+
+    code, _, err = run_cli(capsys, "train", "--resume", tmp_path / "cut")
+    assert code == 0, err
+    full, cut = (read_jsonl(tmp_path / n / "metrics.jsonl") for n in ("full", "cut"))
+    assert [ln["epoch"] for ln in cut] == [1, 2, 3]
+    for key in ("train/loss", "test/top1", "test/top5", "test/loss", "lr"):
+        assert [ln[key] for ln in cut] == [ln[key] for ln in full], key
+    mf, mc = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("full", "cut"))
+    for key in ("top1", "top5", "best_top1", "best_top5", "epochs"):
+        assert mf[key] == mc[key]
+
+
+def test_an_existing_run_directory_is_not_overwritten(capsys, scenes, teacher_run):
+    before = (teacher_run / "metrics.json").read_text()
+    code, _, err = train(capsys, scenes, teacher_run)
+    assert code == 2 and "already holds a run" in err and "--resume" in err
+    assert (teacher_run / "metrics.json").read_text() == before
+
+
+def _one_line_error(code, err, *fragments):
+    assert code == 2
+    lines = [ln for ln in err.strip().splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, err
+    for f in fragments:
+        assert f in lines[0], (f, lines[0])
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["--data", "{tmp}/missing"], ["missing", "does not exist"]),
+        (["--data", "{scenes}", "--set", "data.train_ratio=1.5"], ["data.train_ratio"]),
+        (["--data", "{scenes}", "--set", "train.epoch=2"], ["train.epoch", "epochs"]),
+        (["--data", "{scenes}", "--model", "resnet19"], ["model.name", "resnet19"]),
+        (["--data", "{scenes}", "--set", "data.preset=ucm"], ["UC Merced"]),
+        (["--data", "{scenes}", "--config", "{tmp}/nope.yaml"], ["nope.yaml"]),
+    ],
+)
+def test_bad_input_is_a_one_line_error_and_writes_nothing(capsys, scenes, tmp_path, args, fragments):
+    args = [a.format(tmp=tmp_path, scenes=scenes) for a in args]
+    code, _, err = run_cli(capsys, "train", "--out", tmp_path / "run", *args)
+    _one_line_error(code, err, *[f.format(tmp=tmp_path) for f in fragments])
+    assert not (tmp_path / "run").exists()
+
+
+def test_corrupt_image_is_named_and_nothing_is_written(capsys, scenes, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(scenes, data)
+    victim = sorted((data / sorted(p.name for p in data.iterdir() if p.is_dir())[1]).iterdir())[3]
+    victim.write_bytes(b"garbage, not a png")
+    code, _, err = train(capsys, data, tmp_path / "run")
+    _one_line_error(code, err, victim.name)
+    assert not (tmp_path / "run").exists()
+
+
+def test_distill_kd_evaluates_the_teacher_and_logs_each_loss(capsys, scenes, teacher_run, tmp_path):
+    code, _, err = run_cli(capsys, "distill", "--data", scenes, "--teacher", teacher_run, "--student",
+                           "resnet20", "--method", "kd", "--out", tmp_path / "kd", "--set", *TINY)
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "kd" / "metrics.json").read_text())
+    teacher_metrics = json.loads((teacher_run / "metrics.json").read_text())
+    assert metrics["teacher"]["top1"] == pytest.approx(teacher_metrics["top1"])
+    assert metrics["method"] == "kd"
+    line = read_jsonl(tmp_path / "kd" / "metrics.jsonl")[0]
+    assert {"train/ce", "train/kd"} <= set(line)
+    assert "teacher resnet8x4 on the test split" in (tmp_path / "kd" / "train.log").read_text()
+    # the student's split is the teacher's, even without --split-file
+    assert json.loads((tmp_path / "kd" / "split.json").read_text())["test"] == json.loads(
+        (teacher_run / "split.json").read_text())["test"]
+
+
+def test_resnet34_teacher_and_resnet18_student_pair_runs(capsys, scenes, tmp_path):
+    assert train(capsys, scenes, tmp_path / "t34", model="resnet34")[0] == 0
+    code, _, err = run_cli(capsys, "distill", "--data", scenes, "--teacher", tmp_path / "t34",
+                           "--student", "resnet18", "--out", tmp_path / "s18", "--set", *TINY,
+                           "teacher.model=resnet34")
+    assert code == 0, err
+    assert json.loads((tmp_path / "s18" / "metrics.json").read_text())["teacher"]["model"] == "resnet34"
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragments"),
+    [
+        (["--teacher", "{tmp}/no_such_run"], ["no_such_run", "does not exist"]),
+        ([], ["needs a teacher", "--teacher"]),
+        (["--teacher", "{teacher}", "--set", "teacher.model=resnet34"], ["resnet8x4", "resnet34"]),
+        (["--teacher", "{teacher}", "--data", "{other}"], ["trained on 4 classes", "has 3"]),
+        (["--teacher", "{teacher}", "--split-file", "{tmp}/other_split.json"], ["test split", "teacher"]),
+        (["--teacher", "{teacher}", "--method", "ce"], ["rsdistill train"]),
+    ],
+)
+def test_distill_rejects_teachers_that_do_not_fit(capsys, scenes, teacher_run, tmp_path, extra, fragments):
+    from rsdistill.data import save_split, scan_folder, stratified_split
+    from rsdistill.data.synth import generate_dataset
+
+    other = tmp_path / "other"
+    generate_dataset(other, classes=3, per_class=4, size=16, seed=1)
+    save_split(stratified_split(scan_folder(scenes), 0.8, 0.0, seed=7), tmp_path / "other_split.json")
+    fmt = dict(tmp=tmp_path, teacher=teacher_run, other=other)
+    args = ["distill", "--data", scenes, "--student", "resnet20", "--out", tmp_path / "run",
+            "--set", *TINY, *[a.format(**fmt) for a in extra]]
+    code, _, err = run_cli(capsys, *args)
+    _one_line_error(code, err, *[f.format(**fmt) for f in fragments])
+    assert not (tmp_path / "run").exists()
+
+
+def test_eval_reproduces_the_runs_final_accuracy(capsys, scenes, teacher_run, tmp_path):
+    code, out, err = run_cli(capsys, "eval", "--data", scenes, "--checkpoint", teacher_run, "--out", tmp_path / "ev")
+    assert code == 0, err
+    result = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    assert result["top1"] == pytest.approx(json.loads((teacher_run / "metrics.json").read_text())["top1"])
+    assert result["images"] == 8 and "top-1" in out
+    assert (tmp_path / "ev" / "confusion_matrix.png").is_file()
+    code, out, _ = run_cli(capsys, "eval", "--data", scenes, "--checkpoint", teacher_run / "checkpoints" / "last.pt")
+    assert code == 0 and f"top-1 {result['top1']:.2f}%" in out
+
+
+def test_eval_of_a_bad_checkpoint_is_a_clear_error(capsys, scenes, tmp_path):
+    (tmp_path / "x.pt").write_bytes(b"not a checkpoint")
+    code, _, err = run_cli(capsys, "eval", "--data", scenes, "--checkpoint", tmp_path / "x.pt")
+    _one_line_error(code, err, "x.pt")
+
+
+def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
+    from rsdistill.engine.checkpoint import save_checkpoint
+
+    target = tmp_path / "last.pt"
+    save_checkpoint(target, {"model": {"a": torch.ones(2)}})
+    good = target.read_bytes()
+
+    def broken_save(obj, f):
+        f.write(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        save_checkpoint(target, {"model": {"a": torch.zeros(2)}})
+    assert target.read_bytes() == good
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_methods_and_models_are_listed(capsys):
+    code, out, _ = run_cli(capsys, "methods")
+    assert code == 0 and "kd " in out and "T=4.0" in out and "kd_weight=4.0" in out
+    code, out, _ = run_cli(capsys, "models", "--classes", "21")
+    assert code == 0
+    for name in ("resnet18", "resnet34", "resnet50", "mobilenet_v2", "resnet20", "resnet56",
+                 "resnet8x4", "resnet32x4", "wrn_16_2", "wrn_40_2"):
+        assert name in out
