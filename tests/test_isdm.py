@@ -210,3 +210,78 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch():
         loss.backward()
         opt.step()
     assert loss.item() < first
+
+
+# --------------------------------------------------------------------------- through the CLI
+
+
+def test_isdm_run_trains_the_scaler_records_diagnostics_and_exports_only_the_student(capsys, scenes, teacher_run, tmp_path):
+    import json
+
+    from rsdistill.engine.checkpoint import load_model
+    from rsdistill.engine.runlog import read_jsonl
+
+    from .conftest import TINY, run_cli
+
+    out = tmp_path / "isdm"
+    code, _, err = run_cli(capsys, "distill", "--data", scenes, "--teacher", teacher_run, "--student", "resnet20",
+                           "--method", "isdm", "--out", out, "--set", *TINY, "train.epochs=2", "train.batch_size=8",
+                           "method.warmup_epochs=0")
+    assert code == 0, err
+    ckpt = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
+    scaler = ckpt["extras"]["scaler"]
+    assert scaler["net.2.weight"].abs().sum() > 0  # trained away from its zero initialisation
+    groups = ckpt["train_state"]["optimizer"]["param_groups"]
+    assert len(groups) == 2 and groups[1]["weight_decay"] == 0.0
+    student, _ = load_model(out)
+    assert not any("scaler" in k for k in student.state_dict())
+    assert sum(p.numel() for p in student.parameters()) == json.loads((out / "metrics.json").read_text())["params"]
+
+    line = read_jsonl(out / "metrics.jsonl")[-1]
+    for key in ("diag/a", "diag/m", "diag/p_t_y/teacher_right", "diag/q_y/teacher_right", "train/er", "train/align"):
+        assert key in line, key
+    soft = json.loads((out / "soft_labels.json").read_text())
+    assert len(soft["samples"]) == 40
+    sample = soft["samples"][0]
+    assert {"path", "label", "teacher_correct", "p_t_y", "q_y", "a", "m", "gap"} <= set(sample)
+    assert sample["path"].split("/")[0] in json.loads((out / "split.json").read_text())["classes"]
+
+    code, _, err = run_cli(capsys, "export", "--checkpoint", out, "--out", tmp_path / "s.onnx")
+    assert code == 0, err
+    meta = json.loads((tmp_path / "s.onnx.json").read_text())
+    assert meta["parameters"] == sum(p.numel() for p in student.parameters())
+
+
+def test_methods_lists_the_scalers_parameter_count_for_a_class_count(capsys):
+    from .conftest import run_cli
+
+    code, out, _ = run_cli(capsys, "methods", "--classes", "100")
+    isdm_block = out[out.index("isdm "):].split("\n")[:4]
+    assert code == 0 and any("6,529" in ln for ln in isdm_block)
+
+
+def test_ablate_runs_all_rows_writes_the_table_and_skips_finished_runs(capsys, scenes, teacher_run, tmp_path):
+    from .conftest import TINY, run_cli
+
+    out = tmp_path / "ablation"
+    args = ["ablate", "--data", scenes, "--teacher", teacher_run, "--student", "resnet20", "--out", out,
+            "--seeds", "0", "1", "--set", *TINY, "train.batch_size=20"]
+    code, text, err = run_cli(capsys, *args)
+    assert code == 0, err
+    rows = (out / "ablation.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + 7
+    labels = [r.split(",")[0] for r in rows[1:]]
+    assert labels[:4] == ["ISDM (IS + DM)", "w/o IS", "w/o DM", "w/o IS and DM (= KD)"]
+    assert all(f"IS + FM (m = {m})" in labels for m in (3, 5, 7))
+    assert "±" in rows[1]  # two seeds: mean ± std
+    assert (out / "ablation.md").is_file() and (out / "ablation.tex").is_file()
+    import yaml
+
+    cfg = yaml.safe_load((out / "is_fm7" / "seed1" / "config.yaml").read_text())
+    assert cfg["method"]["margin"] == "fixed" and cfg["method"]["m"] == 7.0 and cfg["seed"] == 1
+    cfg = yaml.safe_load((out / "wo_both" / "seed0" / "config.yaml").read_text())
+    assert cfg["method"]["scaling"] is False and cfg["method"]["margin"] == "none"
+    stamp = (out / "isdm" / "seed0" / "metrics.json").stat().st_mtime_ns
+    code, text2, _ = run_cli(capsys, *args)
+    assert code == 0 and (out / "isdm" / "seed0" / "metrics.json").stat().st_mtime_ns == stamp
+    assert "ISDM (IS + DM)" in text2

@@ -241,3 +241,27 @@ def test_methods_and_models_are_listed(capsys):
     for name in ("resnet18", "resnet34", "resnet50", "mobilenet_v2", "resnet20", "resnet56",
                  "resnet8x4", "resnet32x4", "wrn_16_2", "wrn_40_2"):
         assert name in out
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_export_writes_a_model_that_matches_pytorch_and_names_the_classes(capsys, teacher_run, tmp_path, fmt):
+    out = tmp_path / ("model.onnx" if fmt == "onnx" else "model.pt")
+    code, text, err = run_cli(capsys, "export", "--checkpoint", teacher_run, "--out", out, "--format", fmt)
+    assert code == 0, err
+    meta = json.loads(out.with_suffix(out.suffix + ".json").read_text())
+    assert meta["classes"] == json.loads((teacher_run / "split.json").read_text())["classes"]
+    assert meta["max_abs_diff_vs_pytorch"] < 1e-3
+    if fmt == "onnx":
+        import numpy as np
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        assert session.run(None, {"image": np.random.rand(5, 3, 20, 20).astype(np.float32)})[0].shape == (5, 4)
+
+
+def test_lr_schedule_steps_at_milestones_and_warms_up_linearly():
+    from rsdistill.engine.trainer import lr_factor
+
+    f = lambda step, warm=0.0: lr_factor(step, 10, [60, 120, 160], 0.1, warm)  # noqa: E731
+    assert [f(0), f(599), f(600), f(1200), f(1600)] == pytest.approx([1, 1, 0.1, 0.01, 0.001])
+    assert [f(0, 2.0), f(9, 2.0), f(19, 2.0), f(20, 2.0)] == pytest.approx([0.05, 0.5, 1.0, 1.0])

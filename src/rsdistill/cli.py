@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--out", metavar="DIR", help="also write eval.json, per-class CSV and confusion matrix")
 
+    p = sub.add_parser("export", help="export a trained model (ONNX or TorchScript), without training-time modules")
+    p.add_argument("--checkpoint", metavar="RUN_OR_CKPT", required=True)
+    p.add_argument("--out", metavar="FILE", required=True, help="model.onnx, or model.pt for TorchScript")
+    p.add_argument("--format", choices=["onnx", "torchscript"])
+    p.add_argument("--image-size", type=int, help="example input size (default: the training size)")
+
     p = sub.add_parser("ablate", help="ISDM ablation (article Table 4): five rows over seeds, then the table")
     _add_run_options(p)
     p.add_argument("--teacher", metavar="RUN_OR_CKPT", required=True)
@@ -155,6 +161,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .deploy.export import export
+
+    meta = export(args.checkpoint, args.out, args.format, args.image_size)
+    print(f"{meta['model']} ({meta['parameters'] / 1e6:.2f} M params, {len(meta['classes'])} classes) -> "
+          f"{args.out} [{meta['format']}], max |diff| vs PyTorch {meta['max_abs_diff_vs_pytorch']:.1e}; "
+          f"classes and input format in {args.out}.json")
+    return 0
+
+
 def cmd_ablate(args: argparse.Namespace) -> int:
     from .experiments.ablate import ablate
 
@@ -237,7 +253,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"synth": cmd_synth, "train": cmd_run, "distill": cmd_run, "eval": cmd_eval,
-            "ablate": cmd_ablate, "demo": cmd_demo,
+            "ablate": cmd_ablate, "demo": cmd_demo, "export": cmd_export,
             "methods": cmd_methods, "models": cmd_models}
 
 

@@ -103,6 +103,8 @@ class TrainConfig(Section):
     # None: 0.3/0.6/0.8 of the epochs (60/120/160 for 200), resolved when the run starts.
     milestones: list[int] | None = None
     lr_decay: float = Field(0.1, gt=0.0, le=1.0)
+    # Linear lr warm-up over this many epochs, per iteration (0: none, the article's schedule).
+    lr_warmup_epochs: float = Field(0.0, ge=0.0)
     device: str = "auto"
     amp: bool = False
     channels_last: bool = False

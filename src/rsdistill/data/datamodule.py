@@ -85,7 +85,9 @@ class SceneDataset(Dataset):
 class DataModule:
     def __init__(self, cfg: DataConfig, seed: int = 0, needs: frozenset[str] = frozenset(),
                  split: Split | None = None, progress: bool = False, device: str = "cpu",
-                 index: FolderIndex | None = None):
+                 index: FolderIndex | None = None, parts: tuple[str, ...] = ("train", "val", "test")):
+        """Scan, split and decode. Every part in ``parts`` is decoded here, so a corrupt image
+        stops the run before anything is written; evaluation asks only for the part it needs."""
         unknown = set(needs) - KNOWN_NEEDS
         if unknown:
             raise ConfigError(f"a method needs {sorted(unknown)}, which the data layer cannot provide")
@@ -101,21 +103,23 @@ class DataModule:
 
             check_split_matches(split, self.index, Path("<given split>"))
         self.split = split or stratified_split(self.index, cfg.train_ratio, cfg.val_ratio, seed)
-        self._parts: dict[str, tuple[object, Tensor]] = {}
-        for part in ("train", "val", "test"):
-            paths = getattr(self.split, part)
-            labels = torch.tensor([self.split.label_of(p) for p in paths], dtype=torch.long)
-            self._parts[part] = (self._images(paths), labels)
-        train_images = self._parts["train"][0]
-        if len(train_images) == 0:  # evaluation of a stored model only: it brings its own statistics
-            self.mean, self.std = [0.5] * 3, [0.25] * 3
-        elif isinstance(train_images, LazyImages):
+        self._labels = {
+            part: torch.tensor([self.split.label_of(p) for p in getattr(self.split, part)], dtype=torch.long)
+            for part in ("train", "val", "test")
+        }
+        self._images_of = {part: self._images(getattr(self.split, part)) for part in parts}
+        self.info = DataInfo(list(self.split.classes), cfg.image_size, self._labels["train"],
+                             list(self.split.train))
+        # Without the training images (evaluation of a stored model) the model's own statistics apply.
+        self.mean, self.std = [0.5] * 3, [0.25] * 3
+        if "train" not in parts or not self.split.train:
+            return
+        train_images = self._images_of["train"]
+        if isinstance(train_images, LazyImages):
             sample = torch.stack([train_images[i] for i in range(0, len(train_images), max(1, len(train_images) // 500))])
             self.mean, self.std = channel_stats(sample)
         else:
             self.mean, self.std = channel_stats(train_images)
-        self.info = DataInfo(list(self.split.classes), cfg.image_size, self._parts["train"][1],
-                             list(self.split.train))
 
     def _images(self, paths: list[str]):
         if not paths:
@@ -155,15 +159,15 @@ class DataModule:
 
     def train_loader(self, batch_size: int, epoch_seed: int) -> DataLoader:
         """Shuffled and augmented; ``epoch_seed`` fixes the order (and the workers' augmentation)."""
-        images, labels = self._parts["train"]
+        images, labels = self._images_of["train"], self._labels["train"]
         strong = strong_transform(self.cfg) if "two_views" in self.needs else None
         dataset = SceneDataset(images, labels, train_transform(self.cfg), strong)
         return self._loader(dataset, batch_size, shuffle=True, seed=epoch_seed)
 
     def eval_loader(self, part: str, batch_size: int) -> DataLoader:
         """``part``: "train" (unaugmented training images), "val" or "test"."""
-        images, labels = self._parts[part]
+        images, labels = self._images_of[part], self._labels[part]
         return self._loader(SceneDataset(images, labels, eval_transform()), batch_size, shuffle=False)
 
     def labels(self, part: str) -> Tensor:
-        return self._parts[part][1]
+        return self._labels[part]

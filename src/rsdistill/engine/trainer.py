@@ -10,6 +10,7 @@ the same numbers as an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -59,10 +60,25 @@ def build_optimizer(distiller: Distiller, cfg: RunConfig) -> torch.optim.Optimiz
     return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, nesterov=t.nesterov)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: RunConfig):
-    return torch.optim.lr_scheduler.MultiStepLR(
-        optimizer, milestones=cfg.train.resolved_milestones(), gamma=cfg.train.lr_decay
-    )
+def lr_factor(step: int, steps_per_epoch: int, milestones: list[int], decay: float,
+              warmup_epochs: float) -> float:
+    """The lr multiplier at a 0-based iteration: x``decay`` at each milestone epoch (the article's
+    step schedule), times a linear warm-up over the first ``warmup_epochs`` (0: none)."""
+    epoch = step // steps_per_epoch
+    factor = decay ** sum(epoch >= m for m in milestones)
+    warm_steps = warmup_epochs * steps_per_epoch
+    if warm_steps > 0:
+        factor *= min(1.0, (step + 1) / warm_steps)
+    return factor
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: RunConfig, steps_per_epoch: int):
+    """Stepped every iteration (so a warm-up is smooth); its state is the iteration count."""
+    t = cfg.train
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, functools.partial(lr_factor, steps_per_epoch=steps_per_epoch,
+                                     milestones=t.resolved_milestones(), decay=t.lr_decay,
+                                     warmup_epochs=t.lr_warmup_epochs))
 
 
 def move(batch: dict[str, Any], device: torch.device, channels_last: bool) -> dict[str, Any]:
@@ -85,7 +101,8 @@ class Trainer:
             distiller.to(memory_format=torch.channels_last)
         distiller.to(device)
         self.optimizer = build_optimizer(distiller, cfg)
-        self.scheduler = build_scheduler(self.optimizer, cfg)
+        steps_per_epoch = math.ceil(data.info.num_train / cfg.train.batch_size)
+        self.scheduler = build_scheduler(self.optimizer, cfg, steps_per_epoch)
         self.amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
         self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.amp and device.type == "cuda")
         self.state = TrainState()
@@ -183,6 +200,7 @@ class Trainer:
             self.scaler.scale(total).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            self.scheduler.step()
             n = len(batch["label"])
             # Summed as tensors: no device sync per batch except for the progress bar's refresh.
             for k, v in losses.items():
@@ -210,7 +228,6 @@ class Trainer:
             lr = self.optimizer.param_groups[0]["lr"]
             record: dict[str, Any] = {"epoch": epoch, "lr": lr}
             record.update(self.train_epoch(epoch))
-            self.scheduler.step()
             test = self.evaluate(self.distiller, "test").summary()
             record.update({f"test/{k}": v for k, v in test.items()})
             selected = test

@@ -225,7 +225,7 @@ def evaluate(checkpoint: str | Path, data_root: str | None, *, preset: str | Non
         )
     if part not in ("train", "val", "test") or (part == "val" and not split.val):
         raise ConfigError(f"eval: split part '{part}' is not available (train, test{', val' if split.val else ''})")
-    data = DataModule(data_cfg, 0, split=split)
+    data = DataModule(data_cfg, 0, split=split, index=index, parts=(part,))
     dev = resolve_device(device)
     model.to(dev)
     meter = AccuracyMeter(len(index.classes))
