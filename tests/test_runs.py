@@ -265,3 +265,15 @@ def test_lr_schedule_steps_at_milestones_and_warms_up_linearly():
     f = lambda step, warm=0.0: lr_factor(step, 10, [60, 120, 160], 0.1, warm)  # noqa: E731
     assert [f(0), f(599), f(600), f(1200), f(1600)] == pytest.approx([1, 1, 0.1, 0.01, 0.001])
     assert [f(0, 2.0), f(9, 2.0), f(19, 2.0), f(20, 2.0)] == pytest.approx([0.05, 0.5, 1.0, 1.0])
+
+
+def test_a_method_that_rejects_the_data_stops_before_the_run_directory_exists(capsys, tmp_path):
+    from rsdistill.data.synth import generate_dataset
+
+    two = tmp_path / "two"
+    generate_dataset(two, classes=2, per_class=6, size=16, seed=0)
+    assert train(capsys, two, tmp_path / "t2")[0] == 0
+    code, _, err = run_cli(capsys, "distill", "--data", two, "--teacher", tmp_path / "t2", "--student", "resnet20",
+                           "--method", "dkd", "--out", tmp_path / "dkd", "--set", *TINY)
+    _one_line_error(code, err, "dkd", "3 classes")
+    assert not (tmp_path / "dkd").exists()

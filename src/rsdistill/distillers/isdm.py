@@ -14,6 +14,10 @@ us); the contract is ``../shared/ISDM.md`` and docs/isdm.md writes the equations
 
 With ``scaling=false`` q = p_t and there is no L_ER; with ``margin=none`` m_i = 0; both off is KD
 with weight gamma (a test holds it to 1e-6).
+
+``logit_std`` (the LS modifier, docs/methods/ls.md) z-scores z_t and z_s per sample first; IS and DM
+then run on the standardised logits, with T = ``ls_T`` and the alignment weight ``ls_weight`` in
+place of gamma (both off it is ``kd+ls``).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from torch import Tensor, nn
 
 from ..io import atomic_write_json
 from .base import Distiller
-from .losses import kl_divergence, max_non_target_logit, target_logit, target_mask
+from .losses import kl_divergence, max_non_target_logit, standardize_logits, target_logit, target_mask
 from .registry import MethodConfig, register
 
 
@@ -52,6 +56,10 @@ class ISDMConfig(MethodConfig):
     eps: float = Field(1e-6, gt=0)
     # None: 10 % of the epochs (resolved into config.yaml); 0 disables the ramp.
     warmup_epochs: int | None = Field(None, ge=0)
+    # LS: z-score z_t and z_s per sample, then IS/DM on those; ls_T and ls_weight replace T and gamma.
+    logit_std: bool = Field(False, description="LS: standardise both models' logits first")
+    ls_T: float = Field(2.0, gt=0, description="temperature with logit_std (LS paper: 2)")
+    ls_weight: float = Field(9.0, ge=0, description="alignment weight with logit_std (LS paper: 9)")
 
 
 class InstanceScaler(nn.Module):
@@ -128,15 +136,23 @@ class ISDM(Distiller):
     def ce_loss(self, logits: Tensor, labels: Tensor) -> Tensor:
         return self.cfg.alpha * F.cross_entropy(logits, labels)
 
+    @property
+    def temperature(self) -> float:
+        return self.cfg.ls_T if self.cfg.logit_std else self.cfg.T
+
+    def distill_logits(self, logits: Tensor) -> Tensor:
+        """The logits IS and DM work on: z-scored per sample with ``logit_std`` (LS), else as given."""
+        return standardize_logits(logits.float()) if self.cfg.logit_std else logits.float()
+
     # ------------------------------------------------------------------ the parts
     def soft_targets(self, teacher_logits: Tensor, labels: Tensor) -> dict[str, Tensor]:
         """p_t, the scaler output a, the scaled label q and L_ER (absent without scaling)."""
-        cfg = self.cfg
-        p_t = F.softmax(teacher_logits / cfg.T, dim=1)
+        cfg, T = self.cfg, self.temperature
+        p_t = F.softmax(teacher_logits / T, dim=1)
         if self.scaler is None:
             return {"p_t": p_t, "q": p_t, "a": torch.zeros_like(labels, dtype=p_t.dtype)}
         a = self.scaler(scaler_input(p_t, labels, cfg.is_input).detach())
-        q = scaled_soft_label(teacher_logits, labels, a, cfg.T)
+        q = scaled_soft_label(teacher_logits, labels, a, T)
         return {"p_t": p_t, "q": q, "a": a, "er": entropy_regularization(q, labels, cfg.lambda_H)}
 
     def difficulty(self, teacher_logits: Tensor, labels: Tensor, p_t: Tensor) -> Tensor:
@@ -155,7 +171,7 @@ class ISDM(Distiller):
 
     def alignment(self, student_logits: Tensor, labels: Tensor, q: Tensor, m: Tensor) -> Tensor:
         """L_DM = T^2 mean KL(q || softmax((z_s - m e_y) / T)); the margin shifts the target only."""
-        T = self.cfg.T
+        T = self.temperature
         shifted = student_logits - m[:, None] * target_mask(student_logits, labels)
         return kl_divergence(q, F.log_softmax(shifted / T, dim=1)).mean() * (T * T)
 
@@ -164,13 +180,14 @@ class ISDM(Distiller):
         cfg = self.cfg
         image, labels = batch["image"], batch["label"]
         logits = self.student(image).logits
-        teacher_logits = self.teacher_forward(image).logits.float()
+        teacher_logits = self.distill_logits(self.teacher_forward(image).logits)
         parts = self.soft_targets(teacher_logits, labels)
         q = parts["q"] if cfg.is_grad_from_kd else parts["q"].detach()
         m = self.margins(teacher_logits, labels, parts["p_t"])
+        weight = cfg.ls_weight if cfg.logit_std else cfg.gamma
         losses = {
             "ce": self.ce_loss(logits, labels),
-            "align": self.warmup() * cfg.gamma * self.alignment(logits.float(), labels, q, m),
+            "align": self.warmup() * weight * self.alignment(self.distill_logits(logits), labels, q, m),
         }
         if "er" in parts:
             losses["er"] = cfg.beta * parts["er"]
@@ -201,7 +218,7 @@ class ISDM(Distiller):
         cols: dict[str, list[Tensor]] = {k: [] for k in ("index", "label", "p_t_y", "q_y", "a", "gap", "difficulty", "teacher_correct")}
         for batch in loader:
             image, labels = batch["image"].to(device), batch["label"].to(device)
-            zt = self.teacher_forward(image).logits.float()
+            zt = self.distill_logits(self.teacher_forward(image).logits)
             parts = self.soft_targets(zt, labels)
             cols["index"].append(batch["index"])
             cols["label"].append(labels.cpu())
@@ -244,6 +261,6 @@ class ISDM(Distiller):
                            "teacher target probability p_t_y at T, scaled target probability q_y, "
                            "scaler output a, teacher logit gap, and margin m (dynamic margins "
                            "standardised over the training set)",
-            "T": cfg.T, "scaling": cfg.scaling, "margin": cfg.margin, "m_scale": cfg.m,
-            "lambda_H": cfg.lambda_H, "samples": samples,
+            "T": self.temperature, "logit_std": cfg.logit_std, "scaling": cfg.scaling,
+            "margin": cfg.margin, "m_scale": cfg.m, "lambda_H": cfg.lambda_H, "samples": samples,
         })

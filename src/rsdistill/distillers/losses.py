@@ -41,6 +41,30 @@ def max_non_target_logit(logits: Tensor, labels: Tensor) -> Tensor:
     return logits.masked_fill(target_mask(logits, labels), float("-inf")).max(dim=1).values
 
 
+def decoupled_kl_per_sample(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor,
+                            T: float) -> tuple[Tensor, Tensor]:
+    """DKD's split of the softened KL (Zhao et al. 2022), per sample, each scaled by T^2.
+
+    TCKD = KL(b_t || b_s) on the binary distributions b = [p_gt, 1 - p_gt] of softmax(z / T);
+    NCKD = KL(p^_t || p^_s) over the non-target classes, the target removed before the softmax.
+    KD = TCKD + (1 - p_t[gt]) * NCKD exactly (same T). Needs at least 2 classes (with 2, NCKD = 0).
+    Used by ``dkd`` and by ``sdd`` on DKD."""
+    n, c = student_logits.shape
+    mask = target_mask(student_logits, labels)
+
+    def binary_log(logits: Tensor) -> Tensor:
+        log_p = F.log_softmax(logits / T, dim=-1)
+        log_rest = log_p.masked_fill(mask, float("-inf")).logsumexp(dim=-1)  # log(1 - p_gt), stable
+        return torch.stack([log_p[mask], log_rest], dim=-1)
+
+    log_b_s, log_b_t = binary_log(student_logits), binary_log(teacher_logits)
+    tckd = kl_divergence(log_b_t.exp(), log_b_s)
+    zs_nt = student_logits[~mask].view(n, c - 1) / T
+    zt_nt = teacher_logits[~mask].view(n, c - 1) / T
+    nckd = kl_divergence(F.softmax(zt_nt, dim=-1), F.log_softmax(zs_nt, dim=-1))
+    return tckd * (T * T), nckd * (T * T)
+
+
 def standardize_logits(logits: Tensor, eps: float = 1e-7) -> Tensor:
     """Z-score each sample's logits (logit standardisation, Sun et al. 2024)."""
     mean = logits.mean(dim=-1, keepdim=True)
@@ -53,3 +77,15 @@ def warmup_factor(epoch: int, warmup_epochs: int | None) -> float:
     if not warmup_epochs:
         return 1.0
     return min(1.0, epoch / warmup_epochs)
+
+
+def pool_to_common_size(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """Average-pool whichever of two N x C x H x W maps is larger (per spatial dimension) down to
+    the smaller one's size, so that feature methods compare maps of different resolutions (a
+    student and a teacher whose stages differ in stride). Maps of equal size pass unchanged."""
+    size = (min(a.shape[-2], b.shape[-2]), min(a.shape[-1], b.shape[-1]))
+    if tuple(a.shape[-2:]) != size:
+        a = F.adaptive_avg_pool2d(a, size)
+    if tuple(b.shape[-2:]) != size:
+        b = F.adaptive_avg_pool2d(b, size)
+    return a, b

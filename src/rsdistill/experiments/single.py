@@ -77,15 +77,15 @@ def run(cfg: RunConfig, out: str | Path, *, resume: bool = False) -> dict[str, A
     if teacher is not None:
         check_teacher_split(teacher, cfg, data, teacher_split)
 
-    out.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        atomic_write_text(out / "config.yaml", cfg.to_yaml())
-        save_split(data.split, out / "split.json")
-
     seed_everything(cfg.seed)
     student = build_model(cfg.model.name, data.info.num_classes, cfg.model.weights)
     student.set_normalization(data.mean, data.std)
     distiller = method_cls(student, teacher, cfg.method, data.info)
+    # Everything that can reject the input has run: only now does the run directory appear.
+    out.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        atomic_write_text(out / "config.yaml", cfg.to_yaml())
+        save_split(data.split, out / "split.json")
     trainer = Trainer(cfg, distiller, data, out, device)
     if ckpt is not None:
         trainer.load_state(ckpt)
