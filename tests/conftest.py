@@ -42,3 +42,38 @@ def teacher_run(scenes, tmp_path_factory) -> Path:
                  "--set", *TINY, "train.epochs=2"])
     assert code == 0
     return out
+
+
+def calibrate_teacher(distiller, size: int, n: int = 8) -> None:
+    """Give a random teacher BatchNorm statistics of real activations (a trained teacher has them;
+    fresh running statistics make a random network's eval-mode activations explode)."""
+    teacher = distiller.teacher
+    teacher.train()
+    with torch.no_grad():
+        for i in range(3):
+            teacher(torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(100 + i)))
+    teacher.eval()
+
+
+def losses_over_sgd_steps(distiller, batch, optimizer, steps: int = 3) -> list[float]:
+    """The total loss at each of ``steps`` SGD steps on one fixed batch. The method's state that is
+    not a parameter (memory banks, normalisers) is restored before every step, so the loss is one
+    fixed function of the parameters and falling means the gradient step helps."""
+    with torch.no_grad():  # lets a method initialise state it sets lazily (e.g. CRD's Z) first
+        torch.manual_seed(0)
+        distiller.forward_train(batch)
+    state = {k: {n: b.clone() for n, b in m.named_buffers()} for k, m in distiller.extra_modules().items()}
+    seen = []
+    for _ in range(steps):
+        for k, m in distiller.extra_modules().items():
+            for n, b in m.named_buffers():
+                b.copy_(state[k][n])
+        torch.manual_seed(0)  # methods that sample (negatives, views) see the same draw
+        _, losses = distiller.forward_train(batch)
+        loss = sum(losses.values())
+        assert torch.isfinite(loss), losses
+        seen.append(loss.item())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return seen

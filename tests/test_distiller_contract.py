@@ -14,7 +14,7 @@ from rsdistill.distillers import registry
 from rsdistill.engine.trainer import build_optimizer
 from rsdistill.models import build_model
 
-from .conftest import TINY, run_cli
+from .conftest import TINY, calibrate_teacher, losses_over_sgd_steps, run_cli
 
 METHODS = registry.names()
 C = 5
@@ -53,20 +53,14 @@ def test_forward_train_returns_logits_and_finite_named_losses(name):
 @pytest.mark.parametrize("name", METHODS)
 def test_a_few_sgd_steps_lower_the_loss_on_a_fixed_batch(name):
     d = make(name)
+    calibrate_teacher(d, 16)
     d.train()
-    b = fixed_batch(d)
-    opt = torch.optim.SGD([g for grp in [{"params": list(d.student.parameters())}] + d.extra_param_groups(0.0)
-                           for g in grp["params"]], lr=0.01, momentum=0.9)
-    losses_seen = []
-    for _ in range(6):
-        torch.manual_seed(0)  # methods that sample (negatives, views) see the same draw
-        _, losses = d.forward_train(b)
-        loss = sum(losses.values())
-        losses_seen.append(loss.item())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert losses_seen[-1] < losses_seen[0], losses_seen
+    params = [p for grp in [{"params": list(d.student.parameters())}, *d.extra_param_groups(0.0)] for p in grp["params"]]
+    # A small step: the test is that the gradient is a descent direction of the method's loss
+    # (CRD's NCE at temperature 0.07 is far from smooth at larger steps).
+    opt = torch.optim.SGD(params, lr=0.002, momentum=0.9)
+    seen = losses_over_sgd_steps(d, fixed_batch(d), opt, steps=6)
+    assert seen[-1] < seen[0], seen
 
 
 @pytest.mark.parametrize("name", METHODS)

@@ -13,6 +13,8 @@ from rsdistill.distillers import registry
 from rsdistill.engine.trainer import build_optimizer
 from rsdistill.models import build_model
 
+from .conftest import calibrate_teacher, losses_over_sgd_steps
+
 FEATURE_METHODS = ["fitnet", "at", "rkd", "ofd", "crd", "reviewkd", "cat"]
 PAIRS = {"torchvision": ("resnet34", "resnet18", (32, 64, 224, 256)),
          "cifar": ("resnet32x4", "resnet8x4", (32, 64, 256))}
@@ -40,24 +42,20 @@ def test_builds_at_the_real_input_size_and_a_few_steps_lower_the_loss(name, pair
     if not registered(name):
         pytest.skip(f"{name} not implemented yet")
     d, cfg = build(name, pair, size)
+    # Large inputs cost the most on a CPU: two images are enough for the BatchNorms there.
+    n = 4 if size <= 64 else 2
+    calibrate_teacher(d, size, n=n)
     d.train()
     opt = build_optimizer(d, cfg)
     for g in opt.param_groups:
-        g["lr"] = 0.01
+        g["lr"] = 0.002  # a small step: the gradient must be a descent direction
     g = torch.Generator().manual_seed(0)
-    n = 4
     batch = {"image": torch.rand(n, 3, size, size, generator=g), "label": torch.arange(n) % C,
              "index": torch.arange(n)}
-    seen = []
-    for _ in range(3):
-        torch.manual_seed(0)
-        logits, losses = d.forward_train(batch)
-        loss = sum(losses.values())
-        assert torch.isfinite(loss) and logits.shape == (n, C)
-        seen.append(loss.item())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    with torch.no_grad():
+        logits, _ = d.forward_train(batch)
+    assert logits.shape == (n, C)
+    seen = losses_over_sgd_steps(d, batch, opt, steps=3)
     assert seen[-1] < seen[0], seen
 
 

@@ -277,3 +277,11 @@ def test_a_method_that_rejects_the_data_stops_before_the_run_directory_exists(ca
                            "--method", "dkd", "--out", tmp_path / "dkd", "--set", *TINY)
     _one_line_error(code, err, "dkd", "3 classes")
     assert not (tmp_path / "dkd").exists()
+
+
+def test_config_yaml_records_defaults_a_method_resolves_from_the_models(capsys, scenes, teacher_run, tmp_path):
+    code, _, err = run_cli(capsys, "distill", "--data", scenes, "--teacher", teacher_run, "--student", "resnet20",
+                           "--method", "reviewkd", "--out", tmp_path / "r", "--set", *TINY)
+    assert code == 0, err
+    cfg = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
+    assert cfg["method"]["weight"] == 5.0  # a CIFAR-style student: the paper's CIFAR weight

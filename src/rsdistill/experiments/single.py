@@ -81,6 +81,9 @@ def run(cfg: RunConfig, out: str | Path, *, resume: bool = False) -> dict[str, A
     student = build_model(cfg.model.name, data.info.num_classes, cfg.model.weights)
     student.set_normalization(data.mean, data.std)
     distiller = method_cls(student, teacher, cfg.method, data.info)
+    # A method may resolve defaults that depend on the models or the data (e.g. a per-pair weight):
+    # config.yaml records the values actually used.
+    cfg = cfg.model_copy(update={"method": distiller.cfg})
     # Everything that can reject the input has run: only now does the run directory appear.
     out.mkdir(parents=True, exist_ok=True)
     if not resume:
