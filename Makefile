@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/rsdistill demo --out $(DEMO_OUT)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --durations=15
 
 bench-quick: $(STAMP)
 	$(BIN)/python benchmarks/run.py --quick

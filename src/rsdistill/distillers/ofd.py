@@ -116,6 +116,9 @@ class OFD(Distiller):
     summary = "OFD: pre-ReLU features, margin ReLU, partial L2 (Heo et al. 2019)"
 
     def __init__(self, student: ModelAdapter, teacher: ModelAdapter, cfg: OFDConfig, info):
+        family = MODELS[teacher.arch].family if teacher.arch in MODELS else "imagenet"
+        if cfg.feat_weight is None:  # resolved here, and so written into the run's config.yaml
+            cfg = cfg.model_copy(update={"feat_weight": PAPER_WEIGHT[family]})
         super().__init__(student, teacher, cfg, info)
         s_out, t_out = self.probe()
         bns = teacher.bn_before_relu()
@@ -128,8 +131,7 @@ class OFD(Distiller):
         for j, bn in enumerate(bns[-n:]):
             # Buffers: they follow the distiller to its device; rebuilt from the teacher, not saved.
             self.register_buffer(f"margin{j}", bn_margin(bn).view(1, -1, 1, 1).to(device), persistent=False)
-        family = MODELS[teacher.arch].family if teacher.arch in MODELS else "imagenet"
-        weight = PAPER_WEIGHT[family] if cfg.feat_weight is None else cfg.feat_weight
+        weight = self.cfg.feat_weight
         if cfg.area_scaled:
             weight *= (PAPER_SIZE[family] / info.image_size) ** 2
         self.feat_weight = weight
