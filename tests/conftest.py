@@ -1,14 +1,21 @@
-"""Shared fixtures: tiny generated datasets and a tiny trained teacher (built once per session)."""
+"""Shared fixtures: tiny generated datasets and a tiny trained teacher (built once per session);
+helpers that build a distiller for a tiny random pair and a fixed random batch."""
 
 from __future__ import annotations
 
+import copy
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 
 from rsdistill.cli import main
+from rsdistill.config import build_config
+from rsdistill.data.datamodule import DataInfo
+from rsdistill.distillers import registry
+from rsdistill.models import build_model
 
 # Several pytest-xdist workers on 2 cores: one thread each avoids oversubscription.
 if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -42,6 +49,49 @@ def teacher_run(scenes, tmp_path_factory) -> Path:
                  "--set", *TINY, "train.epochs=2"])
     assert code == 0
     return out
+
+
+def build_distiller(method: str, *, student: str = "resnet20", teacher: str = "resnet8x4", classes: int = 4,
+                    size: int = 16, train_labels: torch.Tensor | None = None, copy_teacher: bool = False,
+                    prepare_teacher: Callable[[torch.nn.Module], None] | None = None, seed: int = 0,
+                    **overrides):
+    """A distiller for a tiny random pair, its method section validated like the CLI's (``overrides``
+    are method fields; shorthands such as ``kd+ls`` resolve) but not resolved against a run: the
+    warm-up is off (``warmup_epochs`` 0 where the method has one) unless ``overrides`` set it.
+
+    After ``torch.manual_seed(seed)`` the student is built, then the teacher; with ``copy_teacher``
+    only the teacher is built and the student is a copy of it. ``prepare_teacher`` may change the
+    teacher before the method is built. The data has ``classes`` classes, images of ``size`` px and
+    a training split of ``train_labels`` (default: 8 labels cycling over the classes)."""
+    cfg = build_config({"method": {"name": method, **overrides}}).method
+    if "warmup_epochs" in type(cfg).model_fields and "warmup_epochs" not in overrides:
+        cfg.warmup_epochs = 0
+    torch.manual_seed(seed)
+    if copy_teacher:
+        t = build_model(teacher, classes)
+        s = copy.deepcopy(t)
+    else:
+        s, t = build_model(student, classes), build_model(teacher, classes)
+    if prepare_teacher is not None:
+        prepare_teacher(t)
+    labels = torch.arange(8) % classes if train_labels is None else train_labels
+    info = DataInfo([f"c{i}" for i in range(classes)], size, labels,
+                    [f"c{int(y)}/{i}.png" for i, y in enumerate(labels)])
+    return registry.get(cfg.name)(s, t, cfg, info)
+
+
+def fixed_batch(n: int = 8, size: int = 16, classes: int = 4, seed: int = 0, *, random_labels: bool = False,
+                strong: bool = False) -> dict[str, torch.Tensor]:
+    """A fixed random batch from its own generator seeded with ``seed``: ``image`` in [0, 1], then
+    ``image_strong`` (a second view) when ``strong``; ``label`` cycling over the classes, or drawn
+    from the same generator after the images with ``random_labels``; ``index`` 0..n-1."""
+    g = torch.Generator().manual_seed(seed)
+    b = {"image": torch.rand(n, 3, size, size, generator=g)}
+    if strong:
+        b["image_strong"] = torch.rand(n, 3, size, size, generator=g)
+    b["label"] = torch.randint(0, classes, (n,), generator=g) if random_labels else torch.arange(n) % classes
+    b["index"] = torch.arange(n)
+    return b
 
 
 def calibrate_teacher(distiller, size: int, n: int = 8) -> None:

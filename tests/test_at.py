@@ -3,35 +3,19 @@ matching by pooling, the stage choice, and pairs whose stages differ in count an
 
 from __future__ import annotations
 
-import copy
+import functools
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from rsdistill.config import build_config
-from rsdistill.data.datamodule import DataInfo
-from rsdistill.distillers import registry
 from rsdistill.distillers.at import at_stage_loss, attention_map, paired_from_the_deep_end, select_stages
 from rsdistill.distillers.losses import pool_to_common_size
-from rsdistill.models import build_model
 
-C = 4
+from .conftest import build_distiller, fixed_batch
 
-
-def make(student="resnet20", teacher="resnet8x4", size=16, copy_teacher=False, **over):
-    cfg = build_config({"method": {"name": "at", **over}}).method
-    torch.manual_seed(0)
-    t = build_model(teacher, C)
-    s = copy.deepcopy(t) if copy_teacher else build_model(student, C)
-    info = DataInfo([f"c{i}" for i in range(C)], size, torch.arange(8) % C)
-    return registry.get("at")(s, t, cfg, info)
-
-
-def images(n=4, size=16, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return {"image": torch.rand(n, 3, size, size, generator=g), "label": torch.arange(n) % C}
+make = functools.partial(build_distiller, "at")
 
 
 def test_attention_loss_golden_value():
@@ -79,12 +63,12 @@ def test_a_student_map_at_twice_the_resolution_is_matched_by_pooling():
 def test_feature_loss_is_zero_when_the_students_features_equal_the_teachers():
     d = make(teacher="resnet20", copy_teacher=True, min_map_side=1)
     d.eval()  # both networks' BNs on running statistics: identical features
-    logits, losses = d.forward_train(images())
+    logits, losses = d.forward_train(fixed_batch(4))
     assert len(d.stages) == 3
     assert losses["at"].item() == 0.0
     d2 = make(teacher="resnet20", min_map_side=1)  # an independent student: the loss is not trivially zero
     d2.eval()
-    assert d2.forward_train(images())[1]["at"].item() > 0
+    assert d2.forward_train(fixed_batch(4))[1]["at"].item() > 0
 
 
 def test_every_stage_is_distilled_at_the_papers_sizes_and_degenerate_maps_are_left_out():
@@ -109,7 +93,7 @@ def test_stages_are_paired_from_the_deep_end_and_resolutions_matched():
     d = make(student="resnet20", teacher="resnet18", size=32, min_map_side=1)
     d.train()
     assert d.stages == [0, 1, 2]
-    logits, losses = d.forward_train(images(size=32))
+    logits, losses = d.forward_train(fixed_batch(4, 32))
     assert torch.isfinite(losses["at"]) and losses["at"] > 0
     losses["at"].backward()
     assert d.student.net.conv1.weight.grad.abs().sum() > 0
@@ -119,6 +103,6 @@ def test_runs_under_autocast():
     d = make()
     d.train()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        _, losses = d.forward_train(images())
+        _, losses = d.forward_train(fixed_batch(4))
     assert losses["at"].dtype == torch.float32 and torch.isfinite(losses["at"])
     sum(losses.values()).backward()

@@ -4,28 +4,18 @@ teacher's, the optional normalisation, and the default beta per pair."""
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
-from rsdistill.config import build_config
-from rsdistill.data.datamodule import DataInfo
-from rsdistill.distillers import registry
 from rsdistill.distillers.cat import cat_loss, default_beta, pooled_cams
 from rsdistill.models import build_model
 
+from .conftest import build_distiller, fixed_batch
+
 C = 4
-
-
-def make(student: str = "resnet20", teacher: str = "resnet8x4", classes: int = C, **over):
-    cfg = build_config({"method": {"name": "cat", **over}}).method
-    torch.manual_seed(0)
-    info = DataInfo([f"c{i}" for i in range(classes)], 16, torch.arange(8) % classes)
-    return registry.get("cat")(build_model(student, classes), build_model(teacher, classes), cfg, info)
-
-
-def images(n: int = 4, size: int = 16) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    return {"image": torch.rand(n, 3, size, size, generator=g), "label": torch.arange(n) % C}
+make = functools.partial(build_distiller, "cat")
 
 
 def test_pooled_cams_are_the_classifier_at_every_position_then_average_pooled():
@@ -39,7 +29,7 @@ def test_pooled_cams_are_the_classifier_at_every_position_then_average_pooled():
 
 def test_cams_come_from_the_models_own_classifier_without_surgery():
     model = build_model("resnet8x4", C).eval()
-    x = images()["image"]
+    x = fixed_batch(4)["image"]
     with torch.no_grad():
         out = model(x)
         cam = pooled_cams(out.features.last_map, out.features.classifier_weight, 1)[:, :, 0, 0]
@@ -67,23 +57,23 @@ def test_normalisation_makes_the_loss_blind_to_the_scale_of_each_map():
 
 @pytest.mark.parametrize("normalize", [False, True])
 def test_feature_loss_is_zero_when_the_student_equals_the_teacher(normalize):
-    d = make("resnet8x4", "resnet8x4", normalize=normalize, beta=15.0)
+    d = make(student="resnet8x4", teacher="resnet8x4", normalize=normalize, beta=15.0)
     d.student.load_state_dict(d.teacher.state_dict())
     d.train()
     d.student.eval()  # the same BN statistics as the (frozen, eval-mode) teacher: identical features
-    _, losses = d.forward_train(images())
+    _, losses = d.forward_train(fixed_batch(4))
     assert losses["cat"].item() == 0.0
     torch.manual_seed(1)
     for p in d.student.parameters():  # and it is not zero for a different student
         p.data.add_(0.05 * torch.randn_like(p))
-    _, losses = d.forward_train(images())
+    _, losses = d.forward_train(fixed_batch(4))
     assert losses["cat"].item() > 0
 
 
 def test_the_student_classifier_and_backbone_receive_the_cat_gradient():
     d = make(beta=1.0)
     d.train()
-    _, losses = d.forward_train(images())
+    _, losses = d.forward_train(fixed_batch(4))
     losses["cat"].backward()
     assert d.student.classifier.weight.grad.abs().sum() > 0
     assert d.student.net.conv1.weight.grad.abs().sum() > 0
@@ -102,5 +92,5 @@ def test_default_beta_is_the_papers_value_for_the_pair_scaled_for_cifar_students
     assert default_beta("wrn_40_2", "wrn_16_2", 100) == 12.0
     assert default_beta("resnet8x4", "resnet20", 100) == 0.7  # the student's official pair
     assert default_beta("resnet50", "mobilenet_v2", 45) == 0.5  # ImageNet-style family default
-    assert make("resnet20", "resnet8x4", classes=5).cfg.beta == pytest.approx(0.7 * 5 / 100)
-    assert make("resnet20", "resnet8x4", beta=2.0).cfg.beta == 2.0
+    assert make(student="resnet20", teacher="resnet8x4", classes=5).cfg.beta == pytest.approx(0.7 * 5 / 100)
+    assert make(student="resnet20", teacher="resnet8x4", beta=2.0).cfg.beta == 2.0

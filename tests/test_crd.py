@@ -10,31 +10,24 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rsdistill.config import build_config
-from rsdistill.data.datamodule import DataInfo
-from rsdistill.distillers import registry
 from rsdistill.distillers.crd import CRD, nce_loss, sample_contrast_indices
 from rsdistill.engine.runlog import RunLog
 from rsdistill.errors import ConfigError
-from rsdistill.models import build_model
 
-from .conftest import TINY, run_cli
+from .conftest import TINY, build_distiller, fixed_batch, run_cli
 
 C = 5
 
 
 def make(labels: torch.Tensor | None = None, **over) -> CRD:
-    labels = torch.arange(16) % C if labels is None else labels
-    cfg = build_config({"method": {"name": "crd", **over}}).method
-    torch.manual_seed(0)
-    info = DataInfo([f"c{i}" for i in range(C)], 16, labels)
-    return registry.get("crd")(build_model("resnet20", C), build_model("resnet8x4", C), cfg, info)
+    """CRD over a training split of ``labels`` (default: 16 labels cycling over the classes)."""
+    return build_distiller("crd", classes=C, train_labels=torch.arange(16) % C if labels is None else labels, **over)
 
 
 def batch(index: list[int], labels: torch.Tensor) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
+    """A fixed batch of the training images at ``index``, with their labels."""
     idx = torch.tensor(index)
-    return {"image": torch.rand(len(index), 3, 16, 16, generator=g), "label": labels[idx], "index": idx}
+    return dict(fixed_batch(len(index), classes=C), label=labels[idx], index=idx)
 
 
 def test_nce_loss_is_the_official_contrast_loss_on_hand_computed_values():

@@ -9,41 +9,30 @@ import pytest
 import torch
 
 from rsdistill.config import build_config
-from rsdistill.data.datamodule import DataInfo
 from rsdistill.distillers import registry
 from rsdistill.engine.trainer import build_optimizer
-from rsdistill.models import build_model
 
-from .conftest import TINY, calibrate_teacher, losses_over_sgd_steps, run_cli
+from .conftest import TINY, build_distiller, calibrate_teacher, fixed_batch, losses_over_sgd_steps, run_cli
 
 METHODS = registry.names()
 C = 5
 
 
-def make(name: str, size: int = 16, student: str = "resnet20", teacher: str = "resnet8x4"):
-    cls = registry.get(name)
-    fields = cls.Config.model_fields
-    over = {"warmup_epochs": 0} if "warmup_epochs" in fields else {}
-    cfg = build_config({"method": {"name": name, **over}}).method
-    torch.manual_seed(0)
-    s, t = build_model(student, C), build_model(teacher, C)
-    info = DataInfo([f"c{i}" for i in range(C)], size, torch.arange(16) % C, [f"c{i % C}/{i}.png" for i in range(16)])
-    return cls(s, t, cfg, info)
+def make(name: str):
+    """The method on the CIFAR pair, over a training split of 16 images (a batch of all of them)."""
+    return build_distiller(name, classes=C, train_labels=torch.arange(16) % C)
 
 
-def fixed_batch(d, n: int = 16, size: int = 16):
-    g = torch.Generator().manual_seed(0)
-    b = {"image": torch.rand(n, 3, size, size, generator=g), "label": torch.arange(n) % C, "index": torch.arange(n)}
-    if "two_views" in d.needs:
-        b["image_strong"] = torch.rand(n, 3, size, size, generator=g)
-    return b
+def batch_for(d):
+    """Every training image once, with a second view for the methods that need two."""
+    return fixed_batch(16, classes=C, strong="two_views" in d.needs)
 
 
 @pytest.mark.parametrize("name", METHODS)
 def test_forward_train_returns_logits_and_finite_named_losses(name):
     d = make(name)
     d.train()
-    b = fixed_batch(d)
+    b = batch_for(d)
     logits, losses = d.forward_train(b)
     assert logits.shape == (16, C)
     assert losses and all(isinstance(k, str) for k in losses)
@@ -59,7 +48,7 @@ def test_a_few_sgd_steps_lower_the_loss_on_a_fixed_batch(name):
     # A small step: the test is that the gradient is a descent direction of the method's loss
     # (CRD's NCE at temperature 0.07 is far from smooth at larger steps).
     opt = torch.optim.SGD(params, lr=0.002, momentum=0.9)
-    seen = losses_over_sgd_steps(d, fixed_batch(d), opt, steps=6)
+    seen = losses_over_sgd_steps(d, batch_for(d), opt, steps=6)
     assert seen[-1] < seen[0], seen
 
 

@@ -2,33 +2,22 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from rsdistill.config import build_config
-from rsdistill.data.datamodule import DataInfo
-from rsdistill.distillers import registry
 from rsdistill.distillers.losses import decoupled_kl_per_sample, softened_kl_per_sample, target_logit
 from rsdistill.errors import ConfigError
-from rsdistill.models import build_model
 
-from .conftest import TINY, run_cli
+from .conftest import TINY, build_distiller, fixed_batch, run_cli
 
 C = 6
-
-
-def make(method: str = "dkd", classes: int = C, **over):
-    cfg = build_config({"method": {"name": method, **over}}).method
-    torch.manual_seed(0)
-    info = DataInfo([f"c{i}" for i in range(classes)], 16, torch.arange(8) % classes)
-    return registry.get(cfg.name)(build_model("resnet20", classes), build_model("resnet8x4", classes), cfg, info)
-
-
-def batch(n=8, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    return {"image": torch.rand(n, 3, 16, 16, generator=g), "label": torch.randint(0, C, (n,), generator=g)}
+make = functools.partial(build_distiller, classes=C)
+batch = functools.partial(fixed_batch, classes=C, seed=1, random_labels=True)
 
 
 @pytest.mark.parametrize("T", [1.0, 4.0])
@@ -87,7 +76,7 @@ def test_nckd_ignores_the_target_logit_and_tckd_sees_only_the_binary_split():
 
 def test_losses_are_alpha_tckd_and_beta_nckd_ramped_by_the_warmup():
     b = batch()
-    d = make(alpha=0.5, beta=3.0, T=2.0, warmup_epochs=20)
+    d = make("dkd", alpha=0.5, beta=3.0, T=2.0, warmup_epochs=20)
     with torch.no_grad():
         zs, zt = d.student(b["image"]).logits, d.teacher(b["image"]).logits
     tckd, nckd = decoupled_kl_per_sample(zs, zt, b["label"], 2.0)

@@ -8,18 +8,17 @@ import pytest
 import torch
 
 from rsdistill.config import build_config
-from rsdistill.data.datamodule import DataInfo
 from rsdistill.distillers import registry
 from rsdistill.engine.trainer import build_optimizer
-from rsdistill.models import build_model
 
-from .conftest import calibrate_teacher, losses_over_sgd_steps
+from .conftest import build_distiller, calibrate_teacher, fixed_batch, losses_over_sgd_steps
 
 FEATURE_METHODS = ["fitnet", "at", "rkd", "ofd", "crd", "reviewkd", "cat"]
 PAIRS = {"torchvision": ("resnet34", "resnet18", (32, 64, 224, 256)),
          "cifar": ("resnet32x4", "resnet8x4", (32, 64, 256))}
 CASES = [(m, pair, size) for m in FEATURE_METHODS for pair, (_, _, sizes) in PAIRS.items() for size in sizes]
 C = 4
+TRAIN = build_config({})  # the default training settings (all that build_optimizer reads)
 
 
 def registered(name: str) -> bool:
@@ -27,32 +26,24 @@ def registered(name: str) -> bool:
 
 
 def build(name: str, pair: str, size: int):
-    teacher_name, student_name, _ = PAIRS[pair]
-    cls = registry.get(name)
-    over = {"warmup_epochs": 0} if "warmup_epochs" in cls.Config.model_fields else {}
-    cfg = build_config({"method": {"name": name, **over}, "model": {"name": student_name}})
-    torch.manual_seed(0)
-    info = DataInfo([f"c{i}" for i in range(C)], size, torch.arange(8) % C, [f"c{i % C}/{i}.png" for i in range(8)])
-    d = cls(build_model(student_name, C), build_model(teacher_name, C), cfg.method, info)
-    return d, cfg
+    teacher, student, _ = PAIRS[pair]
+    return build_distiller(name, student=student, teacher=teacher, classes=C, size=size)
 
 
 @pytest.mark.parametrize(("name", "pair", "size"), CASES)
 def test_builds_at_the_real_input_size_and_a_few_steps_lower_the_loss(name, pair, size):
     if not registered(name):
         pytest.skip(f"{name} not implemented yet")
-    d, cfg = build(name, pair, size)
+    d = build(name, pair, size)
     # Large inputs cost the most on a CPU: three images at 224/256 px (two would leave a
     # BatchNorm over 1x1 maps, as ReviewKD's pooled level has, nothing but the sign to normalise).
     n = 4 if size <= 64 else 3
     calibrate_teacher(d, size, n=n)
     d.train()
-    opt = build_optimizer(d, cfg)
+    opt = build_optimizer(d, TRAIN)
     for g in opt.param_groups:
         g["lr"] = 0.002  # a small step: the gradient must be a descent direction
-    g = torch.Generator().manual_seed(0)
-    batch = {"image": torch.rand(n, 3, size, size, generator=g), "label": torch.arange(n) % C,
-             "index": torch.arange(n)}
+    batch = fixed_batch(n, size, classes=C)
     with torch.no_grad():
         logits, _ = d.forward_train(batch)
     assert logits.shape == (n, C)
@@ -64,8 +55,8 @@ def test_builds_at_the_real_input_size_and_a_few_steps_lower_the_loss(name, pair
 def test_extra_modules_are_optimised_and_checkpointed_but_not_in_the_student(name, tmp_path):
     if not registered(name):
         pytest.skip(f"{name} not implemented yet")
-    d, cfg = build(name, "cifar", 32)
-    opt = build_optimizer(d, cfg)
+    d = build(name, "cifar", 32)
+    opt = build_optimizer(d, TRAIN)
     in_opt = {id(p) for grp in opt.param_groups for p in grp["params"]}
     extras = d.extra_modules()
     trainable = [p for m in extras.values() for p in m.parameters() if p.requires_grad]

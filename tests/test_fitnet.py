@@ -3,34 +3,18 @@ loss, and a zero loss for equal features through an identity regressor."""
 
 from __future__ import annotations
 
-import copy
+import functools
 
 import pytest
 import torch
 from torch import nn
 
-from rsdistill.config import build_config
-from rsdistill.data.datamodule import DataInfo
-from rsdistill.distillers import registry
 from rsdistill.distillers.fitnet import HintRegressor, Resample, middle_stage
 from rsdistill.errors import ConfigError
-from rsdistill.models import build_model
 
-C = 4
+from .conftest import build_distiller, fixed_batch
 
-
-def make(student="resnet20", teacher="resnet8x4", size=16, copy_teacher=False, **over):
-    cfg = build_config({"method": {"name": "fitnet", **over}}).method
-    torch.manual_seed(0)
-    t = build_model(teacher, C)
-    s = copy.deepcopy(t) if copy_teacher else build_model(student, C)
-    info = DataInfo([f"c{i}" for i in range(C)], size, torch.arange(8) % C)
-    return registry.get("fitnet")(s, t, cfg, info)
-
-
-def images(n=4, size=16, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return {"image": torch.rand(n, 3, size, size, generator=g), "label": torch.arange(n) % C}
+make = functools.partial(build_distiller, "fitnet")
 
 
 def test_the_hint_is_the_middle_stage_of_three_and_four_stage_networks():
@@ -71,7 +55,7 @@ def test_the_regressor_is_built_for_the_real_input_size():
     d = make(student="resnet20", teacher="resnet18", size=64)
     d.train()
     assert isinstance(d.regressor.conv[0], Resample) and d.regressor.conv[0].size == (8, 8)
-    logits, losses = d.forward_train(images(size=64))
+    logits, losses = d.forward_train(fixed_batch(4, 64))
     assert torch.isfinite(losses["hint"])
     losses["hint"].backward()
     assert d.regressor.bn.weight.grad is not None
@@ -84,13 +68,13 @@ def test_hint_loss_golden_value_and_zero_for_equal_features_through_an_identity_
     assert d.hint_loss(t, t).item() == 0.0
     assert d.hint_loss(t + 0.5, t).item() == pytest.approx(0.25, rel=1e-6)  # mean of 0.5^2
     d.eval()  # both networks' BNs on running statistics: identical stage outputs
-    _, losses = d.forward_train(images())
+    _, losses = d.forward_train(fixed_batch(4))
     assert losses["hint"].item() == 0.0
     assert losses["ce"] > 0
 
 
 def test_weights_and_warm_up_scale_the_hint_term():
-    b = images()
+    b = fixed_batch(4)
     d = make(hint_weight=100.0, warmup_epochs=4)
     d.eval()
     d.set_epoch(1)
@@ -106,6 +90,6 @@ def test_runs_under_autocast():
     d = make()
     d.train()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        _, losses = d.forward_train(images())
+        _, losses = d.forward_train(fixed_batch(4))
     assert losses["hint"].dtype == torch.float32 and torch.isfinite(losses["hint"])
     sum(losses.values()).backward()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from rsdistill.config import build_config
-from rsdistill.data.datamodule import DataInfo
 from rsdistill.distillers import registry
 from rsdistill.distillers.isdm import (
     InstanceScaler,
@@ -17,25 +18,21 @@ from rsdistill.distillers.isdm import (
     scaler_input,
 )
 from rsdistill.distillers.losses import softened_kl
-from rsdistill.models import build_model
+
+from .conftest import build_distiller, fixed_batch
 
 C = 6
 
 
-def make(method: str, seed: int = 0, **over):
-    torch.manual_seed(seed)
-    cfg = build_config({"method": {"name": method, **over}}).method
-    student, teacher = build_model("resnet20", C), build_model("resnet20", C)
+def confident(teacher: torch.nn.Module) -> None:
+    """A confident, non-trivial teacher: the random resnet20's weights, perturbed."""
     torch.manual_seed(123)
-    for p in teacher.parameters():  # a confident, non-trivial teacher
+    for p in teacher.parameters():
         p.data.add_(0.05 * torch.randn_like(p))
-    info = DataInfo([f"c{i}" for i in range(C)], 16, torch.zeros(8, dtype=torch.long))
-    return registry.get(method)(student, teacher, cfg, info)
 
 
-def batch(n=8, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    return {"image": torch.rand(n, 3, 16, 16, generator=g), "label": torch.randint(0, C, (n,), generator=g)}
+make = functools.partial(build_distiller, teacher="resnet20", classes=C, prepare_teacher=confident)
+batch = functools.partial(fixed_batch, classes=C, seed=1, random_labels=True)
 
 
 def total(losses):

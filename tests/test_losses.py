@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -9,9 +10,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rsdistill.config import build_config
-from rsdistill.data.datamodule import DataInfo
-from rsdistill.distillers import registry
 from rsdistill.distillers.losses import (
     kl_divergence,
     max_non_target_logit,
@@ -22,7 +20,8 @@ from rsdistill.distillers.losses import (
     target_mask,
     warmup_factor,
 )
-from rsdistill.models import build_model
+
+from .conftest import build_distiller
 
 
 def numpy_kd(zs, zt, T):
@@ -81,11 +80,7 @@ def test_warmup_ramps_linearly_from_the_first_epoch():
     assert warmup_factor(1, 0) == warmup_factor(1, None) == 1.0
 
 
-def _kd(**over):
-    cfg = build_config({"method": {"name": "kd", **over}}).method
-    student, teacher = build_model("resnet20", 5), build_model("resnet20", 5)
-    info = DataInfo([str(i) for i in range(5)], 16, torch.zeros(8, dtype=torch.long))
-    return registry.get("kd")(student, teacher, cfg, info)
+_kd = functools.partial(build_distiller, "kd", teacher="resnet20", classes=5)
 
 
 def test_kd_loss_is_ce_plus_weighted_softened_kl_with_warmup():

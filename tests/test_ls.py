@@ -4,33 +4,19 @@ or positively scaling either model's logits; the shorthands resolve and are list
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import torch
 
 from rsdistill.config import build_config, parse_set
-from rsdistill.data.datamodule import DataInfo
-from rsdistill.distillers import registry
-from rsdistill.models import build_model
 
-from .conftest import TINY, run_cli
+from .conftest import TINY, build_distiller, fixed_batch, run_cli
 
 C = 6
-
-
-def make(method: str, student: str = "resnet20", teacher: str = "resnet8x4", **over):
-    cfg = build_config({"method": {"name": method, "warmup_epochs": 0, **over}}).method
-    torch.manual_seed(0)
-    info = DataInfo([f"c{i}" for i in range(C)], 16, torch.arange(8) % C)
-    return registry.get(cfg.name)(build_model(student, C), build_model(teacher, C), cfg, info)
-
-
-def batch(n=8, seed=1, strong=False):
-    g = torch.Generator().manual_seed(seed)
-    b = {"image": torch.rand(n, 3, 16, 16, generator=g), "label": torch.randint(0, C, (n,), generator=g)}
-    if strong:
-        b["image_strong"] = torch.rand(n, 3, 16, 16, generator=g)
-    return b
+make = functools.partial(build_distiller, classes=C)
+batch = functools.partial(fixed_batch, classes=C, seed=1, random_labels=True)
 
 
 def numpy_kd(zs, zt, T, standardize):

@@ -5,34 +5,26 @@ median confidence masks, the released-code variant, and the two views: the data 
 from __future__ import annotations
 
 import copy
+import functools
 
 import numpy as np
 import pytest
 import torch
 
 from rsdistill.config import build_config
-from rsdistill.data.datamodule import DataInfo, DataModule
+from rsdistill.data.datamodule import DataModule
 from rsdistill.distillers import registry
 from rsdistill.distillers.losses import softened_kl_per_sample
 from rsdistill.distillers.mlld import batch_level, class_level, confidence_masks, instance_level, median_mask
 from rsdistill.engine.trainer import Trainer
 from rsdistill.models import build_model
 
+from .conftest import build_distiller, fixed_batch
+
 C = 5
 LEVELS = ("instance", "batch", "class")
-
-
-def make(student: str = "resnet20", teacher: str = "resnet8x4", method: str = "mlld", **over):
-    cfg = build_config({"method": {"name": method, "warmup_epochs": 0, **over}}).method
-    torch.manual_seed(0)
-    info = DataInfo([f"c{i}" for i in range(C)], 16, torch.arange(8) % C)
-    return registry.get(cfg.name)(build_model(student, C), build_model(teacher, C), cfg, info)
-
-
-def batch(n=8, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    return {"image": torch.rand(n, 3, 16, 16, generator=g), "image_strong": torch.rand(n, 3, 16, 16, generator=g),
-            "label": torch.randint(0, C, (n,), generator=g)}
+make = functools.partial(build_distiller, "mlld", classes=C)
+batch = functools.partial(fixed_batch, classes=C, seed=1, strong=True, random_labels=True)
 
 
 def softmax(z, T):
@@ -157,7 +149,7 @@ def test_defaults_and_temperatures_with_ls():
     assert (cfg.ce_weight, cfg.weight, cfg.T, cfg.extra_T) == (1.0, 0.5, 4.0, [3.0, 5.0, 2.0, 6.0])
     assert (cfg.confidence_mask, cfg.as_released, cfg.logit_std) == ("below_median", False, False)
     assert make().temperatures() == [4.0, 3.0, 5.0, 2.0, 6.0]
-    assert make(method="mlld+ls").temperatures() == [2.0, 3.0, 5.0, 2.0, 6.0]
+    assert build_distiller("mlld+ls", classes=C).temperatures() == [2.0, 3.0, 5.0, 2.0, 6.0]
     from rsdistill.errors import ConfigError
 
     with pytest.raises(ConfigError, match="method.extra_T"):

@@ -5,33 +5,18 @@ weight's resolution from the paper's values."""
 from __future__ import annotations
 
 import copy
+import functools
 import math
 
 import pytest
 import torch
 from torch import nn
 
-from rsdistill.config import build_config
-from rsdistill.data.datamodule import DataInfo
-from rsdistill.distillers import registry
 from rsdistill.distillers.ofd import bn_margin, partial_l2
-from rsdistill.models import build_model
 
-C = 4
+from .conftest import build_distiller, fixed_batch
 
-
-def make(student="resnet20", teacher="resnet8x4", size=16, copy_teacher=False, **over):
-    cfg = build_config({"method": {"name": "ofd", **over}}).method
-    torch.manual_seed(0)
-    t = build_model(teacher, C)
-    s = copy.deepcopy(t) if copy_teacher else build_model(student, C)
-    info = DataInfo([f"c{i}" for i in range(C)], size, torch.arange(8) % C)
-    return registry.get("ofd")(s, t, cfg, info)
-
-
-def images(n=4, size=16, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return {"image": torch.rand(n, 3, size, size, generator=g), "label": torch.arange(n) % C}
+make = functools.partial(build_distiller, "ofd")
 
 
 def Phi(x: float) -> float:
@@ -89,17 +74,17 @@ def test_feature_loss_is_zero_for_equal_features_through_identity_connectors():
     d = make(teacher="resnet20", copy_teacher=True)
     d.connectors = nn.ModuleList(nn.Identity() for _ in range(d.num_stages))
     d.eval()  # both networks' BNs on running statistics: identical pre-ReLU features
-    _, losses = d.forward_train(images())
+    _, losses = d.forward_train(fixed_batch(4))
     assert losses["ofd"].item() == 0.0
     d.train()  # the student on batch statistics, the teacher too (teacher_bn_train): still equal
-    _, losses = d.forward_train(images())
+    _, losses = d.forward_train(fixed_batch(4))
     assert losses["ofd"].item() == pytest.approx(0.0, abs=1e-10)
 
 
 def test_stage_weights_halve_toward_the_shallow_end():
     d = make(feat_weight=1.0, area_scaled=False)
     d.stage_distances = lambda s, t: [torch.tensor(1.0), torch.tensor(10.0), torch.tensor(100.0)]
-    _, losses = d.forward_train(images())
+    _, losses = d.forward_train(fixed_batch(4))
     assert losses["ofd"].item() == pytest.approx(1 / 4 + 10 / 2 + 100, rel=1e-6)
 
 
@@ -116,14 +101,14 @@ def test_margins_connectors_and_stages_are_built_for_the_pair():
     assert {f"margin{j}" for j in range(3)} <= dict(d.named_buffers()).keys()
     assert not any(k.startswith("margin") for k in d.state_dict())
     d.train()
-    _, losses = d.forward_train(images(size=32))  # resolutions differ: pooled to the smaller
+    _, losses = d.forward_train(fixed_batch(4, 32))  # resolutions differ: pooled to the smaller
     assert torch.isfinite(losses["ofd"]) and losses["ofd"] > 0
 
 
 def test_the_teacher_normalises_with_batch_statistics_without_gradient_or_side_effects():
     d = make()
     teacher = d.teacher
-    b = images()
+    b = fixed_batch(4)
     reference_train = copy.deepcopy(teacher).train()
     reference_eval = copy.deepcopy(teacher).eval()
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
@@ -160,11 +145,8 @@ def test_the_teacher_normalises_with_batch_statistics_without_gradient_or_side_e
     ("resnet8x4", 64, {"feat_weight": 0.01}, 0.01 / 4),
 ])
 def test_the_weight_is_the_papers_for_the_teachers_family_per_position(teacher, size, over, weight):
-    cfg = build_config({"method": {"name": "ofd", **over}}).method
-    torch.manual_seed(0)
-    info = DataInfo([f"c{i}" for i in range(C)], size, torch.arange(8) % C)
     # A resnet20 student keeps the probe cheap; the weight depends on the teacher only.
-    d = registry.get("ofd")(build_model("resnet20", C), build_model(teacher, C), cfg, info)
+    d = make(student="resnet20", teacher=teacher, size=size, **over)
     assert d.feat_weight == pytest.approx(weight, rel=1e-9)
 
 
@@ -172,6 +154,6 @@ def test_runs_under_autocast():
     d = make()
     d.train()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        _, losses = d.forward_train(images())
+        _, losses = d.forward_train(fixed_batch(4))
     assert losses["ofd"].dtype == torch.float32 and torch.isfinite(losses["ofd"])
     sum(losses.values()).backward()

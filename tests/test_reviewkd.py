@@ -4,30 +4,18 @@ being the teacher's pre-ReLU stages, the default weight by student family, and t
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
 import rsdistill.distillers.reviewkd as reviewkd_module
-from rsdistill.config import build_config
-from rsdistill.data.datamodule import DataInfo
-from rsdistill.distillers import registry
 from rsdistill.distillers.reviewkd import hcl_loss
-from rsdistill.models import build_model
+
+from .conftest import build_distiller, fixed_batch
 
 C = 4
-
-
-def make(student: str = "resnet20", teacher: str = "resnet8x4", size: int = 16, **over):
-    cfg = build_config({"method": {"name": "reviewkd", "warmup_epochs": 0, **over}}).method
-    torch.manual_seed(0)
-    info = DataInfo([f"c{i}" for i in range(C)], size, torch.arange(8) % C)
-    return registry.get("reviewkd")(build_model(student, C), build_model(teacher, C), cfg, info)
-
-
-def images(n: int = 4, size: int = 16) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    return {"image": torch.rand(n, 3, size, size, generator=g), "label": torch.arange(n) % C,
-            "index": torch.arange(n)}
+make = functools.partial(build_distiller, "reviewkd")
 
 
 def block_mean(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -64,9 +52,9 @@ def test_hcl_is_the_halving_pyramid_of_mses_normalised_by_its_weights():
     ("resnet18", "resnet8x4", 32),   # 4-stage student, 3-stage teacher, 4x smaller maps
 ])
 def test_abf_outputs_have_the_shapes_of_the_teachers_levels(student, teacher, size):
-    d = make(student, teacher, size)
+    d = make(student=student, teacher=teacher, size=size)
     d.train()
-    b = images(2, size)
+    b = fixed_batch(2, size)
     s = d.student(b["image"]).features
     t = d.teacher(b["image"]).features
     n = d.num_levels
@@ -81,7 +69,7 @@ def test_abf_outputs_have_the_shapes_of_the_teachers_levels(student, teacher, si
 def test_the_targets_are_the_teachers_pre_relu_stages_and_pooled_vector(monkeypatch):
     d = make()
     d.train()
-    b = images()
+    b = fixed_batch(4)
     seen = {}
 
     def spy(student_levels, teacher_levels, *args):
@@ -99,7 +87,7 @@ def test_the_targets_are_the_teachers_pre_relu_stages_and_pooled_vector(monkeypa
 
 
 def test_student_inputs_are_post_relu_unless_preact_is_asked_for():
-    b = images()
+    b = fixed_batch(4)
     for preact in (False, True):
         d = make(student_preact=preact)
         d.train()
@@ -110,16 +98,16 @@ def test_student_inputs_are_post_relu_unless_preact_is_asked_for():
 
 
 def test_default_weight_is_5_for_cifar_students_and_1_for_imagenet_ones():
-    assert make("resnet8x4", "resnet32x4").cfg.weight == 5.0
-    assert make("resnet20", "resnet8x4").cfg.weight == 5.0
-    assert make("resnet18", "resnet34").cfg.weight == 1.0
-    assert make("resnet18", "resnet34", weight=2.5).cfg.weight == 2.5
+    assert make(student="resnet8x4", teacher="resnet32x4").cfg.weight == 5.0
+    assert make(student="resnet20", teacher="resnet8x4").cfg.weight == 5.0
+    assert make(student="resnet18", teacher="resnet34").cfg.weight == 1.0
+    assert make(student="resnet18", teacher="resnet34", weight=2.5).cfg.weight == 2.5
 
 
 def test_the_review_loss_is_ramped_in_by_the_warmup():
     d = make(warmup_epochs=4, weight=3.0)
     d.train()
-    b = images()
+    b = fixed_batch(4)
     values = {}
     for epoch in (1, 2, 4, 9):
         d.set_epoch(epoch)
@@ -135,7 +123,8 @@ def test_the_review_loss_is_ramped_in_by_the_warmup():
 
 
 def test_abfs_are_sized_from_the_real_input_size():
-    small, large = make("resnet18", "resnet34", 32), make("resnet18", "resnet34", 64)
+    small = make(student="resnet18", teacher="resnet34", size=32)
+    large = make(student="resnet18", teacher="resnet34", size=64)
     assert small.out_sizes == [(8, 8), (4, 4), (2, 2), (1, 1), (1, 1)]
     assert large.out_sizes == [(16, 16), (8, 8), (4, 4), (2, 2), (1, 1)]
     assert [a.conv2[0].out_channels for a in reversed(large.abfs)] == [64, 128, 256, 512, 512]
@@ -145,5 +134,5 @@ def test_abfs_are_sized_from_the_real_input_size():
 def test_a_batch_of_one_image_trains_with_ce_only():
     d = make()
     d.train()
-    logits, losses = d.forward_train(images(1))
+    logits, losses = d.forward_train(fixed_batch(1))
     assert logits.shape == (1, C) and losses["review"].item() == 0.0 and torch.isfinite(losses["ce"])

@@ -3,6 +3,7 @@ loss for equal or similar embeddings), and the angle term's bounded memory on a 
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
@@ -11,17 +12,15 @@ import torch.nn.functional as F
 from torch.utils._pytree import tree_flatten
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from rsdistill.config import build_config
-from rsdistill.data.datamodule import DataInfo
-from rsdistill.distillers import registry
 from rsdistill.distillers.rkd import (
     normalized_distances,
     rkd_angle_loss,
     rkd_distance_loss,
 )
-from rsdistill.models import build_model
 
-C = 4
+from .conftest import build_distiller, fixed_batch
+
+make = functools.partial(build_distiller, "rkd")
 
 
 def reference_rkd(stu, tea, squared=False, eps=1e-12):
@@ -141,18 +140,10 @@ def test_angle_memory_is_bounded_on_a_large_batch():
     assert m.largest >= n * n * d
 
 
-def make(**over):
-    cfg = build_config({"method": {"name": "rkd", **over}}).method
-    torch.manual_seed(0)
-    info = DataInfo([f"c{i}" for i in range(C)], 16, torch.arange(8) % C)
-    return registry.get("rkd")(build_model("resnet20", C), build_model("resnet8x4", C), cfg, info)
-
-
 def test_distiller_losses_weights_and_tiny_batches():
     d = make(distance_weight=2.0, angle_weight=3.0)
     d.train()
-    g = torch.Generator().manual_seed(3)
-    batch = {"image": torch.rand(6, 3, 16, 16, generator=g), "label": torch.arange(6) % C}
+    batch = fixed_batch(6, seed=3)
     logits, losses = d.forward_train(batch)
     assert set(losses) == {"ce", "distance", "angle"}
     s = d.student(batch["image"]).features.pooled  # BN batch statistics: same batch, same output
@@ -168,8 +159,7 @@ def test_distiller_losses_weights_and_tiny_batches():
 def test_runs_under_autocast():
     d = make()
     d.train()
-    g = torch.Generator().manual_seed(4)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        _, losses = d.forward_train({"image": torch.rand(4, 3, 16, 16, generator=g), "label": torch.arange(4)})
+        _, losses = d.forward_train(fixed_batch(4, seed=4))
     assert losses["angle"].dtype == torch.float32 and torch.isfinite(losses["angle"])
     sum(losses.values()).backward()

@@ -4,30 +4,22 @@ at any input size, and regions whose teacher correctness disagrees with the glob
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
 from rsdistill.config import build_config
-from rsdistill.data.datamodule import DataInfo
-from rsdistill.distillers import registry
 from rsdistill.distillers.losses import softened_kl_per_sample
 from rsdistill.distillers.sdd import region_logits, region_mismatch
 from rsdistill.errors import ConfigError
 from rsdistill.models import build_model
 
+from .conftest import build_distiller, fixed_batch
+
 C = 5
-
-
-def make(method: str, student: str = "resnet20", teacher: str = "resnet8x4", size: int = 16, **over):
-    cfg = build_config({"method": {"name": method, "warmup_epochs": 0, **over}}).method
-    torch.manual_seed(0)
-    info = DataInfo([f"c{i}" for i in range(C)], size, torch.arange(8) % C)
-    return registry.get(cfg.name)(build_model(student, C), build_model(teacher, C), cfg, info)
-
-
-def batch(n=8, size=16, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    return {"image": torch.rand(n, 3, size, size, generator=g), "label": torch.randint(0, C, (n,), generator=g)}
+make = functools.partial(build_distiller, classes=C)
+batch = functools.partial(fixed_batch, classes=C, seed=1, random_labels=True)
 
 
 def same_weights(a, b):
