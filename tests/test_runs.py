@@ -285,3 +285,22 @@ def test_config_yaml_records_defaults_a_method_resolves_from_the_models(capsys, 
     assert code == 0, err
     cfg = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
     assert cfg["method"]["weight"] == 5.0  # a CIFAR-style student: the paper's CIFAR weight
+
+
+def test_demo_runs_teacher_and_three_students_and_writes_the_report(capsys, tmp_path):
+    out = tmp_path / "demo"
+    args = ["-q", "demo", "--out", out, "--classes", "3", "--per-class", "10", "--image-size", "16",
+            "--teacher-epochs", "1", "--student-epochs", "1"]
+    code, text, err = run_cli(capsys, *args)
+    assert code == 0, err
+    rows = (out / "results.csv").read_text().strip().splitlines()
+    assert len(rows) == 5 and rows[0].startswith("model,training,epochs,top-1")
+    assert [r.split(",")[1] for r in rows[1:]] == ["teacher (CE)", "student alone (CE)", "KD", "ISDM"]
+    assert f"report: {out / 'results.md'}" in text
+    for run in ("teacher", "vanilla", "kd", "isdm"):
+        assert (out / run / "metrics.json").is_file()
+    cfg = yaml.safe_load((out / "isdm" / "config.yaml").read_text())
+    assert cfg["teacher"]["checkpoint"] == str(out / "teacher") and cfg["train"]["lr_warmup_epochs"] == 2.0
+    stamp = (out / "kd" / "metrics.json").stat().st_mtime_ns
+    assert run_cli(capsys, *args)[0] == 0  # re-running reuses the finished runs
+    assert (out / "kd" / "metrics.json").stat().st_mtime_ns == stamp

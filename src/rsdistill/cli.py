@@ -84,9 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", default="demo-out")
     p.add_argument("--classes", type=int, default=12)
     p.add_argument("--per-class", type=int, default=100)
-    p.add_argument("--image-size", type=int, default=32)
-    p.add_argument("--teacher-epochs", type=int, default=30)
-    p.add_argument("--student-epochs", type=int, default=12)
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--teacher-epochs", type=int, default=40)
+    p.add_argument("--student-epochs", type=int, default=16)
+    p.add_argument("--lr-warmup-epochs", type=float, default=2.0)
     p.add_argument("--seed", type=int, default=0)
 
     p = sub.add_parser("methods", help="list distillation methods and their default hyper-parameters")
@@ -193,6 +194,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     settings = DemoSettings(classes=args.classes, per_class=args.per_class, image_size=args.image_size,
                             teacher_epochs=args.teacher_epochs, student_epochs=args.student_epochs,
+                            lr_warmup_epochs=args.lr_warmup_epochs,
                             seed=args.seed, progress=not args.quiet)
     table, report = demo(Path(args.out), settings)
     print()
@@ -226,10 +228,11 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_methods(args: argparse.Namespace) -> int:
     from .distillers import registry
 
-    for name in registry.names():
+    names = registry.names()
+    for name in [n for n in ("isdm", "kd") if n in names] + [n for n in names if n not in ("isdm", "kd")]:
         cls = registry.get(name)
         cfg = cls.Config(name=name)
-        params = {k: v for k, v in cfg.model_dump().items() if k != "name"}
+        params = {k: "auto" if v is None else v for k, v in cfg.model_dump().items() if k != "name"}
         extra = cls.extra_parameter_count(cfg, args.classes)
         extra_s = "depends on the model pair" if extra is None else f"{extra:,}"
         print(f"{name:10s} {cls.summary}")
@@ -237,6 +240,8 @@ def cmd_methods(args: argparse.Namespace) -> int:
         print(f"{'':10s}   trainable parameters besides the student at {args.classes} classes: {extra_s}")
         if cls.needs:
             print(f"{'':10s}   batches carry: {', '.join(sorted(cls.needs))}")
+    print("auto: resolved when a run starts and written to its config.yaml (warm-ups: 10 % of the "
+          "epochs; per-pair weights and stages: see docs/methods/)")
     if registry.ALIASES:
         print("shorthands: " + ", ".join(
             f"{a} = {m} with {', '.join(f'{k}={v}' for k, v in o.items())}" for a, (m, o) in registry.ALIASES.items()))
