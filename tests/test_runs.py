@@ -304,3 +304,16 @@ def test_demo_runs_teacher_and_three_students_and_writes_the_report(capsys, tmp_
     stamp = (out / "kd" / "metrics.json").stat().st_mtime_ns
     assert run_cli(capsys, *args)[0] == 0  # re-running reuses the finished runs
     assert (out / "kd" / "metrics.json").stat().st_mtime_ns == stamp
+
+
+def test_table_compares_finished_runs_and_refuses_unfinished_ones(capsys, teacher_run, tmp_path):
+    code, out, err = run_cli(capsys, "table", teacher_run, teacher_run, "--baseline", teacher_run,
+                             "--out", tmp_path / "cmp")
+    assert code == 0, err
+    metrics = json.loads((teacher_run / "metrics.json").read_text())
+    rows = (tmp_path / "cmp.csv").read_text().strip().splitlines()
+    assert len(rows) == 3 and f"{metrics['top1']:.2f}" in rows[1] and "+0.00" in rows[1]
+    assert (tmp_path / "cmp.tex").read_text().startswith("\\begin{tabular}")
+    (tmp_path / "half").mkdir()
+    code, _, err = run_cli(capsys, "table", tmp_path / "half")
+    _one_line_error(code, err, "half", "not a finished run")

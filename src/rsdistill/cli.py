@@ -90,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-warmup-epochs", type=float, default=2.0)
     p.add_argument("--seed", type=int, default=0)
 
+    p = sub.add_parser("table", help="compare finished run directories (top-1/top-5, Markdown/CSV/LaTeX)")
+    p.add_argument("runs", nargs="+", metavar="RUN")
+    p.add_argument("--baseline", metavar="RUN", help="report each run's top-1 difference to this run")
+    p.add_argument("--out", metavar="STEM", help="also write STEM.md, STEM.csv and STEM.tex")
+    p.add_argument("--title", default="")
+
     p = sub.add_parser("methods", help="list distillation methods and their default hyper-parameters")
     p.add_argument("--classes", type=int, default=30, help="class count for the extra-parameter column")
 
@@ -225,6 +231,17 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_table(args: argparse.Namespace) -> int:
+    from .reports.runs_table import runs_table
+
+    table = runs_table([Path(r) for r in args.runs], Path(args.baseline) if args.baseline else None, args.title)
+    print(table.to_markdown())
+    if args.out:
+        paths = table.write(Path(args.out), ("md", "csv", "tex"))
+        print("written: " + ", ".join(str(p) for p in paths))
+    return 0
+
+
 def cmd_methods(args: argparse.Namespace) -> int:
     from .distillers import registry
 
@@ -258,7 +275,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"synth": cmd_synth, "train": cmd_run, "distill": cmd_run, "eval": cmd_eval,
-            "ablate": cmd_ablate, "demo": cmd_demo, "export": cmd_export,
+            "ablate": cmd_ablate, "demo": cmd_demo, "export": cmd_export, "table": cmd_table,
             "methods": cmd_methods, "models": cmd_models}
 
 

@@ -1,0 +1,40 @@
+"""A comparison table of finished run directories (the numbers come from their metrics.json)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import RsDistillError
+from .tables import Table
+
+
+def read_run(run_dir: Path) -> dict[str, Any]:
+    metrics_file = run_dir / "metrics.json"
+    if not metrics_file.is_file():
+        raise RsDistillError(f"'{run_dir}' is not a finished run directory (no metrics.json)")
+    metrics = json.loads(metrics_file.read_text())
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() else {}
+    return {"dir": run_dir, "metrics": metrics, "config": cfg}
+
+
+def method_label(cfg: dict[str, Any], metrics: dict[str, Any]) -> str:
+    method = (cfg.get("method") or {}).get("name", metrics.get("method", "?"))
+    return "CE (no teacher)" if method == "ce" else method
+
+
+def runs_table(run_dirs: list[Path], baseline: Path | None = None, title: str = "") -> Table:
+    runs = [read_run(Path(d)) for d in run_dirs]
+    base = read_run(baseline)["metrics"]["top1"] if baseline else None
+    table = Table(["run", "model", "method", "epochs", "top-1 (%)", "top-5 (%)", "best top-1 (%)",
+                   "Δ top-1" + (f" vs {baseline.name}" if baseline else ""), "train time (min)"], title=title)
+    for r in runs:
+        m, cfg = r["metrics"], r["config"]
+        best = f"{m['best_top1']:.2f} ({m.get('best_selected_on', 'test')})"
+        delta = "—" if base is None else f"{m['top1'] - base:+.2f}"
+        table.add(r["dir"].name, m.get("model", "?"), method_label(cfg, m), m.get("epochs"), m["top1"], m["top5"],
+                  best, delta, round(m.get("seconds", 0.0) / 60, 1))
+    return table
