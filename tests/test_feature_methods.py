@@ -42,7 +42,7 @@ def test_builds_at_the_real_input_size_and_a_few_steps_lower_the_loss(name, pair
     d.train()
     opt = build_optimizer(d, TRAIN)
     for g in opt.param_groups:
-        g["lr"] = 0.002  # a small step: the gradient must be a descent direction
+        g["lr"] = 5e-4  # a small step: the gradient must be a descent direction (RKD overshoots at 2e-3)
     batch = fixed_batch(n, size, classes=C)
     with torch.no_grad():
         logits, _ = d.forward_train(batch)

@@ -76,7 +76,9 @@ def test_same_seed_gives_the_same_run_and_the_seed_changes_the_split(capsys, sce
     assert split("a") == split("b") != split("c")
 
 
-def test_resume_continues_an_interrupted_run_to_the_same_metrics(capsys, scenes, tmp_path, monkeypatch):
+@pytest.mark.parametrize("scheduler_state", ["as_saved", "from_another_scheduler"])
+def test_resume_continues_an_interrupted_run_to_the_same_metrics(capsys, scenes, tmp_path, monkeypatch,
+                                                                 scheduler_state):
     args = ["train.epochs=3", "--deterministic"]
     assert train(capsys, scenes, tmp_path / "full", *args)[0] == 0
 
@@ -92,6 +94,11 @@ def test_resume_continues_an_interrupted_run_to_the_same_metrics(capsys, scenes,
     assert code == 130 and "--resume" in err
     assert not (tmp_path / "cut" / "metrics.json").exists()
     monkeypatch.undo()
+    if scheduler_state == "from_another_scheduler":  # e.g. written by an older rsdistill
+        last = tmp_path / "cut" / "checkpoints" / "last.pt"
+        ckpt = torch.load(last, weights_only=True)
+        ckpt["train_state"]["scheduler"] = {"milestones": {30: 1}, "gamma": 0.1, "last_epoch": 7}
+        torch.save(ckpt, last)
 
     code, _, err = run_cli(capsys, "train", "--resume", tmp_path / "cut")
     assert code == 0, err

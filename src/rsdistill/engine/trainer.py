@@ -101,8 +101,8 @@ class Trainer:
             distiller.to(memory_format=torch.channels_last)
         distiller.to(device)
         self.optimizer = build_optimizer(distiller, cfg)
-        steps_per_epoch = math.ceil(data.info.num_train / cfg.train.batch_size)
-        self.scheduler = build_scheduler(self.optimizer, cfg, steps_per_epoch)
+        self.steps_per_epoch = math.ceil(data.info.num_train / cfg.train.batch_size)
+        self.scheduler = build_scheduler(self.optimizer, cfg, self.steps_per_epoch)
         self.amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
         self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.amp and device.type == "cuda")
         self.state = TrainState()
@@ -116,11 +116,21 @@ class Trainer:
             extras[name].load_state_dict(sd)
         ts = ckpt["train_state"]
         self.optimizer.load_state_dict(ts["optimizer"])
-        self.scheduler.load_state_dict(ts["scheduler"])
         if ts.get("grad_scaler"):
             self.scaler.load_state_dict(ts["grad_scaler"])
         self.state = TrainState(**ts["progress"])
+        self._restore_schedule()
         self.teacher_metrics = ts.get("teacher_metrics")
+
+    def _restore_schedule(self) -> None:
+        """The lr is a pure function of the iteration count, so it is recomputed from the completed
+        epochs rather than read back: checkpoints written by another scheduler class resume too."""
+        sched, step = self.scheduler, self.state.epoch * self.steps_per_epoch
+        sched.last_epoch = step
+        lrs = [base * f(step) for base, f in zip(sched.base_lrs, sched.lr_lambdas)]
+        for group, lr in zip(self.optimizer.param_groups, lrs):
+            group["lr"] = lr
+        sched._last_lr = lrs
 
     def _payload(self) -> dict[str, Any]:
         d = self.distiller
