@@ -56,6 +56,15 @@ def test_checkpoints_load_with_weights_only_and_hold_only_the_model_for_eval(tea
     assert ckpt["train_state"]["progress"]["epoch"] == 2
 
 
+def test_quiet_silences_the_console_but_train_log_keeps_every_epoch(capsys, scenes, tmp_path):
+    code, _, err = run_cli(capsys, "-q", "train", "--data", scenes, "--model", "resnet8x4", "--out",
+                           tmp_path / "q", "--set", *TINY, "train.epochs=2")
+    assert code == 0, err
+    assert "epoch 1/2" not in err
+    log = (tmp_path / "q" / "train.log").read_text()
+    assert "epoch 1/2" in log and "epoch 2/2" in log
+
+
 def test_validation_split_selects_best_on_val(capsys, scenes, tmp_path):
     code, _, err = train(capsys, scenes, tmp_path / "v", "data.train_ratio=0.6", "data.val_ratio=0.2",
                          "train.epochs=2")

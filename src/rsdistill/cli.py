@@ -281,12 +281,15 @@ COMMANDS = {"synth": cmd_synth, "train": cmd_run, "distill": cmd_run, "eval": cm
 
 def setup_logging(quiet: bool) -> None:
     logger = logging.getLogger("rsdistill")
-    if not any(getattr(h, "_rsdistill_console", False) for h in logger.handlers):
-        h = logging.StreamHandler(sys.stderr)
-        h.setFormatter(logging.Formatter("%(message)s"))
-        h._rsdistill_console = True  # type: ignore[attr-defined]
-        logger.addHandler(h)
-    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    console = next((h for h in logger.handlers if getattr(h, "_rsdistill_console", False)), None)
+    if console is None:
+        console = logging.StreamHandler(sys.stderr)
+        console.setFormatter(logging.Formatter("%(message)s"))
+        console._rsdistill_console = True  # type: ignore[attr-defined]
+        logger.addHandler(console)
+    # --quiet silences the console only: a run's train.log always gets the full record.
+    console.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.setLevel(logging.INFO)
     logger.propagate = False
 
 
