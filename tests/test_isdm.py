@@ -282,3 +282,7 @@ def test_ablate_runs_all_rows_writes_the_table_and_skips_finished_runs(capsys, s
     code, text2, _ = run_cli(capsys, *args)
     assert code == 0 and (out / "isdm" / "seed0" / "metrics.json").stat().st_mtime_ns == stamp
     assert "ISDM (IS + DM)" in text2
+    # Other settings into the same directory: an error naming the field, not the old numbers.
+    code, _, err = run_cli(capsys, *args, "train.epochs=2")
+    assert code != 0 and "train.epochs" in err and "other settings" in err
+    assert (out / "isdm" / "seed0" / "metrics.json").stat().st_mtime_ns == stamp

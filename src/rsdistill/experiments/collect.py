@@ -16,10 +16,55 @@ def read_metrics(run_dir: Path) -> dict[str, Any]:
     return json.loads(file.read_text())
 
 
+# Settings that do not change what a run computes (where and how it is shown or cached).
+INCIDENTAL = {"train.progress", "train.device", "data.cache", "data.cache_dir", "data.workers"}
+PATH_FIELDS = {"data.root", "data.split_file", "teacher.checkpoint", "model.weights"}
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def differing_settings(requested: dict[str, Any], stored: dict[str, Any]) -> list[str]:
+    """The fields whose requested value differs from the one a run directory was made with.
+    Fields left to be filled in (None, "auto") and incidental ones are not compared."""
+    want, have = _flat(requested), _flat(stored)
+    diffs = []
+    for key, value in want.items():
+        if key in INCIDENTAL or value is None or value == "auto" or key not in have:
+            continue
+        old = have[key]
+        if key in PATH_FIELDS and old is not None:
+            same = Path(str(value)).expanduser().resolve() == Path(str(old)).expanduser().resolve()
+        elif isinstance(value, (int, float)) and isinstance(old, (int, float)):
+            same = float(value) == float(old)
+        else:
+            same = value == old
+        if not same:
+            diffs.append(f"{key} {old!r} (stored) != {value!r} (requested)")
+    return diffs
+
+
 def run_or_resume(cfg, run_dir: Path) -> dict[str, Any]:
-    """Finished runs are read back, interrupted ones resumed, missing ones started."""
+    """Finished runs are read back, interrupted ones resumed, missing ones started; a run
+    directory made with other settings is an error, never silently reused."""
+    import yaml
+
     from .single import is_finished, run
 
+    stored_file = run_dir / "config.yaml"
+    if stored_file.is_file():
+        stored = yaml.safe_load(stored_file.read_text()) or {}
+        diffs = differing_settings(cfg.resolve().to_dict(), stored)
+        if diffs:
+            raise RsDistillError(f"'{run_dir}' holds a run made with other settings ({'; '.join(diffs)}): "
+                                 "use another --out, or delete that run directory to redo it")
     if is_finished(run_dir):
         return read_metrics(run_dir)
     if (run_dir / "config.yaml").is_file():
