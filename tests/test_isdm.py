@@ -39,13 +39,14 @@ def total(losses):
     return sum(losses.values())
 
 
-def test_without_is_and_dm_isdm_equals_kd_with_weight_gamma():
+def test_without_is_and_dm_isdm_equals_kd_with_weight_gamma_inside_and_after_the_warm_up():
     b = batch()
-    isdm = make("isdm", scaling=False, margin="none", gamma=3.0, T=2.5)
-    kd = make("kd", kd_weight=3.0, T=2.5)
+    isdm = make("isdm", scaling=False, margin="none", gamma=3.0, T=2.5, warmup_epochs=10)
+    kd = make("kd", kd_weight=3.0, T=2.5, warmup_epochs=10)
     kd.student.load_state_dict(isdm.student.state_dict())
     kd.teacher.load_state_dict(isdm.teacher.state_dict())
-    for epoch in (1, 50):  # inside and after the warm-up
+    align = {}
+    for epoch in (1, 50):  # w = 0.1 inside the warm-up, 1 after it
         isdm.set_epoch(epoch)
         kd.set_epoch(epoch)
         _, li = isdm.forward_train(b)
@@ -53,6 +54,23 @@ def test_without_is_and_dm_isdm_equals_kd_with_weight_gamma():
         assert set(li) == {"ce", "align"}
         assert abs(total(li).item() - total(lk).item()) < 1e-6
         assert abs(li["align"].item() - lk["kd"].item()) < 1e-6
+        align[epoch] = li["align"].item()
+    assert align[1] == pytest.approx(0.1 * align[50], rel=1e-5)
+
+
+def test_with_logit_standardisation_and_both_switches_off_isdm_equals_kd_ls():
+    b = batch()
+    isdm = make("isdm", scaling=False, margin="none", logit_std=True)
+    kd_ls = make("kd+ls")
+    kd_ls.student.load_state_dict(isdm.student.state_dict())
+    kd_ls.teacher.load_state_dict(isdm.teacher.state_dict())
+    _, li = isdm.forward_train(b)
+    _, lk = kd_ls.forward_train(b)
+    assert abs(total(li).item() - total(lk).item()) < 1e-6
+    plain = make("isdm", scaling=False, margin="none")
+    plain.student.load_state_dict(isdm.student.state_dict())
+    plain.teacher.load_state_dict(isdm.teacher.state_dict())
+    assert abs(plain.forward_train(b)[1]["align"].item() - li["align"].item()) > 1e-4  # LS is on
 
 
 def test_zero_initialised_scaler_without_margin_takes_the_same_first_step_as_kd():
@@ -114,6 +132,9 @@ def test_dynamic_margin_sign_and_range():
     m = dynamic_margin(gap, 5.0, 1e-6)
     assert m[gap.argmax()] > 0 and m[gap.argmin()] < 0
     assert (m.abs() < 5.0).all()
+    # Eq. (9) with the batch's population std
+    z = (gap - gap.mean()) / (gap.var(correction=0).sqrt() + 1e-6)
+    assert torch.allclose(m, 5.0 * torch.tanh(z), atol=1e-6)
     assert dynamic_margin(torch.tensor([3.0]), 5.0, 1e-6).item() == 0.0  # one sample: no margin
 
 
@@ -135,9 +156,40 @@ def test_margin_modes_and_that_the_margin_shifts_the_target_logit_only():
     onehot = F.one_hot(b["label"], C).float()
     expected = softened_kl(zs - m[:, None] * onehot, zt, 4.0)
     assert dyn.alignment(zs, b["label"], p_t, m).item() == pytest.approx(expected.item(), rel=1e-5)
-    # moving a non-target logit by m instead changes the loss: the shift is on the target only
-    wrong = softened_kl(zs - m[:, None] * (1 - onehot) / (C - 1), zt, 4.0)
-    assert abs(wrong.item() - expected.item()) > 1e-4
+    # without a margin the alignment is the plain softened KL, and the margin changes it
+    unshifted = dyn.alignment(zs, b["label"], p_t, torch.zeros(8))
+    assert unshifted.item() == pytest.approx(softened_kl(zs, zt, 4.0).item(), rel=1e-5)
+    assert abs(unshifted.item() - expected.item()) > 1e-4
+
+
+def test_margin_source_prob_reaches_the_margins():
+    zt = torch.tensor([[3.0, 0.0, 0.0, 0, 0, 0], [0.5, 0.4, 0, 0, 0, 0], [0.0, 2.0, 0, 0, 0, 0]])
+    y = torch.tensor([0, 0, 0])
+    p_t = F.softmax(zt / 4.0, 1)
+    d = make("isdm", margin_source="prob", m=5.0)
+    assert torch.allclose(d.margins(zt, y, p_t), dynamic_margin(p_t[:, 0], 5.0, d.cfg.eps))
+
+
+def test_scaler_output_is_clamped_to_a_max():
+    scaler = InstanceScaler(4, 8, a_max=2.0)
+    torch.nn.init.constant_(scaler.net[2].bias, 100.0)
+    assert torch.equal(scaler(torch.rand(3, 4)), torch.full((3,), 2.0))
+    torch.nn.init.constant_(scaler.net[2].bias, -100.0)
+    assert torch.equal(scaler(torch.rand(3, 4)), torch.full((3,), -2.0))
+
+
+def test_class_ordered_scaler_input_reaches_the_scaler():
+    b = batch()
+    probs, ordered = make("isdm", is_input="probs"), make("isdm")
+    for d in (probs, ordered):
+        torch.manual_seed(5)
+        for p in d.scaler.parameters():
+            torch.nn.init.normal_(p, std=0.5)
+    ordered.student.load_state_dict(probs.student.state_dict())
+    ordered.teacher.load_state_dict(probs.teacher.state_dict())
+    _, lp = probs.forward_train(b)
+    _, lo = ordered.forward_train(b)
+    assert abs(lp["er"].item() - lo["er"].item()) > 1e-5
 
 
 def test_margin_source_prob_uses_the_teachers_target_probability():
@@ -188,6 +240,12 @@ def test_every_hyper_parameter_is_overridable():
                                    "margin": "fixed", "margin_source": "prob", "is_input": "probs",
                                    "is_grad_from_kd": True}}).method
     assert (cfg.T, cfg.alpha, cfg.gamma, cfg.beta, cfg.m, cfg.lambda_H, cfg.h) == (2, 0.5, 2, 0.2, 3, 0.3, 32)
+    assert (cfg.scaling, cfg.margin, cfg.margin_source, cfg.is_input, cfg.is_grad_from_kd) == (
+        False, "fixed", "prob", "probs", True)
+    cfg = build_config({"method": {"name": "isdm", "a_max": 2, "eps": 1e-3, "warmup_epochs": 7,
+                                   "logit_std": True, "ls_T": 3, "ls_weight": 5}}).method
+    assert (cfg.a_max, cfg.eps, cfg.warmup_epochs, cfg.logit_std, cfg.ls_T, cfg.ls_weight) == (
+        2, 1e-3, 7, True, 3, 5)
     from rsdistill.errors import ConfigError
 
     with pytest.raises(ConfigError, match="method.margin"):
