@@ -73,6 +73,48 @@ def test_kd_ls_is_the_kl_of_z_scored_logits_at_the_base_temperature_times_its_we
     assert losses["kd"].item() == pytest.approx(9.0 * numpy_kd(zs, zt, 2.0, True), rel=1e-5)
 
 
+def numpy_dkd(zs, zt, y, T):
+    """TCKD and NCKD (T^2-scaled, batch means) of z-scored logits, written out independently."""
+    def z(x):
+        return (x - x.mean(-1, keepdims=True)) / x.std(-1, ddof=1, keepdims=True)
+
+    def softmax(x):
+        e = np.exp(x - x.max(-1, keepdims=True))
+        return e / e.sum(-1, keepdims=True)
+
+    zs, zt = z(zs) / T, z(zt) / T
+    rows = np.arange(len(y))
+    ps, pt = softmax(zs), softmax(zt)
+    bs = np.stack([ps[rows, y], 1 - ps[rows, y]], 1)
+    bt = np.stack([pt[rows, y], 1 - pt[rows, y]], 1)
+    tckd = (bt * np.log(bt / bs)).sum(1).mean() * T * T
+    keep = np.ones_like(zs, dtype=bool)
+    keep[rows, y] = False
+    ns = softmax(zs[keep].reshape(len(y), -1))
+    nt = softmax(zt[keep].reshape(len(y), -1))
+    nckd = (nt * np.log(nt / ns)).sum(1).mean() * T * T
+    return tckd, nckd
+
+
+def test_dkd_ls_is_dkd_of_z_scored_logits_at_the_base_temperature_times_its_weight():
+    b = batch()
+    d = make("dkd+ls", ls_T=3.0, ls_weight=5.0)
+    zs, zt = model_logits(d, b)
+    _, losses = d.forward_train(b)
+    tckd, nckd = numpy_dkd(zs, zt, b["label"].numpy(), 3.0)
+    assert losses["tckd"].item() == pytest.approx(5.0 * d.cfg.alpha * tckd, rel=1e-4)
+    assert losses["nckd"].item() == pytest.approx(5.0 * d.cfg.beta * nckd, rel=1e-4)
+
+
+def test_mlld_ls_weighs_every_level_by_the_ls_weight_instead_of_the_mlld_weight():
+    b = batch(strong=True)
+    ref = distill_terms(make("mlld+ls", ls_weight=9.0), b)
+    assert distill_terms(make("mlld+ls", ls_weight=9.0, weight=100.0), b) == ref
+    third = distill_terms(make("mlld+ls", ls_weight=3.0), b)
+    assert third == pytest.approx({k: v / 3 for k, v in ref.items()}, rel=1e-5)
+    assert all(v > 0 for v in ref.values())
+
+
 def distill_terms(d, b):
     torch.manual_seed(0)
     _, losses = d.forward_train(b)
