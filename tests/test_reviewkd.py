@@ -86,6 +86,12 @@ def test_the_targets_are_the_teachers_pre_relu_stages_and_pooled_vector(monkeypa
     assert any((x < 0).any() for x in seen["t"][:-1])  # pre-ReLU: negative values are kept
 
 
+def test_student_features_default_to_pre_relu_for_imagenet_students_and_post_relu_for_cifar_ones():
+    assert make(student="resnet18", teacher="resnet34").cfg.student_preact is True
+    assert make(student="resnet8x4", teacher="resnet32x4").cfg.student_preact is False
+    assert make(student="resnet18", teacher="resnet34", student_preact=False).cfg.student_preact is False
+
+
 def test_student_inputs_are_post_relu_unless_preact_is_asked_for():
     b = fixed_batch(4)
     for preact in (False, True):
@@ -97,9 +103,10 @@ def test_student_inputs_are_post_relu_unless_preact_is_asked_for():
             assert torch.equal(got, want)
 
 
-def test_default_weight_is_5_for_cifar_students_and_1_for_imagenet_ones():
+def test_default_weight_is_the_official_one_for_the_student():
     assert make(student="resnet8x4", teacher="resnet32x4").cfg.weight == 5.0
-    assert make(student="resnet20", teacher="resnet8x4").cfg.weight == 5.0
+    assert make(student="wrn_16_2", teacher="wrn_40_2").cfg.weight == 5.0
+    assert make(student="resnet20", teacher="resnet56").cfg.weight == 0.6
     assert make(student="resnet18", teacher="resnet34").cfg.weight == 1.0
     assert make(student="resnet18", teacher="resnet34", weight=2.5).cfg.weight == 2.5
 

@@ -14,9 +14,12 @@ teacher's pre-ReLU stage l (and the deepest level with the teacher's pooled vect
     loss   = ce_weight * CE + w(epoch) * weight * sum_l HCL(y_l, t_l)
 
 Every ABF is built from the shapes a dummy forward at the run's real input size gives. ``weight``
-None picks the official value by the student's family: 5 for CIFAR-style students (resnet32x4 ->
-resnet8x4 and the WRN pairs in the official scripts), 1 for ImageNet-style ones (ResNet-34 ->
-ResNet-18 on ImageNet, and so this project's RS pair). See docs/methods/reviewkd.md.
+None picks the official value for the student: 0.6 for resnet20 (resnet56 -> resnet20), else by
+its family: 5 for CIFAR-style students (resnet32x4 -> resnet8x4 and the WRN pairs of the official
+scripts), 1 for ImageNet-style ones (ResNet-34 -> ResNet-18 on ImageNet, and so this project's RS
+pair). ``student_preact`` None follows the family too: the official ImageNet ResNets hand over the
+stage outputs before the last ReLU (mdistiller's ``STU_PREACT: True`` for ResNet-34 -> ResNet-18),
+the CIFAR code after it. See docs/methods/reviewkd.md.
 """
 
 from __future__ import annotations
@@ -32,23 +35,25 @@ from .base import Distiller
 from .registry import MethodConfig, register
 
 
-# Official kd-loss-weight: 5 for the CIFAR-100 resnet32x4 -> resnet8x4 and WRN pairs, 1 for the
-# ImageNet ResNet-34 -> ResNet-18 pair.
+# Official kd-loss-weight: 5 for the CIFAR-100 resnet32x4 -> resnet8x4 and WRN pairs, 0.6 for
+# resnet56 -> resnet20, 1 for the ImageNet ResNet-34 -> ResNet-18 pair.
 FAMILY_WEIGHT = {"cifar": 5.0, "imagenet": 1.0}
+STUDENT_WEIGHT = {"resnet20": 0.6}
 HCL_LEVELS = (4, 2, 1)
 
 
 class ReviewKDConfig(MethodConfig):
     name: str = "reviewkd"
     ce_weight: float = Field(1.0, ge=0)
-    # None: 5 for a CIFAR-style student, 1 for an ImageNet-style one (the official values for
-    # resnet32x4->resnet8x4 on CIFAR-100 and ResNet-34->ResNet-18 on ImageNet).
+    # None: 0.6 for resnet20, 5 for other CIFAR-style students, 1 for ImageNet-style ones (the
+    # official values of resnet56->resnet20, resnet32x4->resnet8x4 and ResNet-34->ResNet-18).
     weight: float | None = Field(None, ge=0)
     # Width inside the ABFs; None: min(512, the student's embedding width), as the official code.
     mid_channels: int | None = Field(None, ge=1)
     # Fuse the student's pre-ReLU stage outputs instead of the post-ReLU ones (mdistiller's
-    # STU_PREACT; the official code uses post-ReLU).
-    student_preact: bool = False
+    # STU_PREACT). None: true for ImageNet-style students (the official ImageNet code), false for
+    # CIFAR-style ones (the official CIFAR code).
+    student_preact: bool | None = None
     # Linear ramp of the review loss (official: 20 of 240 epochs on CIFAR-100). None: 10 % of the
     # epochs (resolved into config.yaml); 0 disables.
     warmup_epochs: int | None = Field(None, ge=0)
@@ -95,9 +100,17 @@ def hcl_loss(student: list[Tensor], teacher: list[Tensor], levels: tuple[int, ..
     return total
 
 
+def _family(arch: str) -> str:
+    spec = MODELS.get(arch)
+    return spec.family if spec else "imagenet"
+
+
 def default_weight(student_arch: str) -> float:
-    spec = MODELS.get(student_arch)
-    return FAMILY_WEIGHT.get(spec.family if spec else "imagenet", 1.0)
+    return STUDENT_WEIGHT.get(student_arch, FAMILY_WEIGHT.get(_family(student_arch), 1.0))
+
+
+def default_student_preact(student_arch: str) -> bool:
+    return _family(student_arch) != "cifar"
 
 
 @register("reviewkd")
@@ -108,6 +121,8 @@ class ReviewKD(Distiller):
     def __init__(self, student, teacher, cfg: ReviewKDConfig, info):
         if cfg.weight is None:  # resolved here, and so written into the run's config.yaml
             cfg = cfg.model_copy(update={"weight": default_weight(student.arch)})
+        if cfg.student_preact is None:
+            cfg = cfg.model_copy(update={"student_preact": default_student_preact(student.arch)})
         super().__init__(student, teacher, cfg, info)
         s_out, t_out = self.probe()
         s_levels = self.student_levels(s_out.features)
