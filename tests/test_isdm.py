@@ -329,3 +329,18 @@ def test_ablate_runs_all_rows_writes_the_table_and_skips_finished_runs(capsys, s
     code, _, err = run_cli(capsys, *args, "train.epochs=2")
     assert code != 0 and "train.epochs" in err and "other settings" in err
     assert (out / "isdm" / "seed0" / "metrics.json").stat().st_mtime_ns == stamp
+
+
+def test_ablate_rows_runs_and_tabulates_only_the_named_rows(capsys, scenes, teacher_run, tmp_path):
+    from .conftest import TINY, run_cli
+
+    out = tmp_path / "ablation"
+    args = ["ablate", "--data", scenes, "--teacher", teacher_run, "--student", "resnet20", "--out", out,
+            "--set", *TINY, "train.batch_size=20", "--rows"]
+    code, _, err = run_cli(capsys, *args, "is_fm3", "wo_dm")
+    assert code == 0, err
+    rows = (out / "ablation.csv").read_text().strip().splitlines()[1:]
+    assert [r.split(",")[0] for r in rows] == ["w/o DM", "IS + FM (m = 3)"]  # the table's order
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["is_fm3", "wo_dm"]
+    code, _, err = run_cli(capsys, *args, "wo_scaling")
+    assert code != 0 and "wo_scaling" in err and "wo_is" in err

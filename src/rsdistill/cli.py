@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", metavar="RUN_OR_CKPT", required=True)
     p.add_argument("--student", help="student model name (default resnet18)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="N")
+    p.add_argument("--rows", nargs="+", metavar="ROW",
+                   help="run and tabulate only these rows: isdm wo_is wo_dm wo_both is_fm3 is_fm5 is_fm7 (default all)")
 
     p = sub.add_parser("demo", help="the main job on the embedded synthetic scenes (what `make demo` runs)")
     p.add_argument("--out", metavar="DIR", default="demo-out")
@@ -189,7 +191,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     cfg = config_from_args(args, "distill")
     if cfg.method.name != "isdm":
         raise RsDistillError("ablate: varies ISDM's switches; do not set another method")
-    table = ablate(cfg, Path(args.out), args.seeds)
+    table = ablate(cfg, Path(args.out), args.seeds, args.rows)
     print(table.to_markdown())
     print(f"table written to {Path(args.out) / 'ablation.md'} (and .csv, .tex)")
     return 0

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import RunConfig, build_config
+from ..errors import RsDistillError
 from ..reports.tables import Table, mean_std
 from .collect import read_metrics, run_or_resume
 
@@ -36,26 +37,39 @@ def row_config(base: RunConfig, overrides: dict[str, Any], seed: int) -> RunConf
     return build_config(raw, source="ablation")
 
 
-def ablate(base: RunConfig, out: Path, seeds: list[int]) -> Table:
+ROW_SLUGS = [slug for slug, _, _ in ROWS]
+
+
+def selected_rows(rows: list[str] | None) -> list[tuple[str, str, dict[str, Any]]]:
+    """The rows named (all by default), in the table's order."""
+    unknown = sorted(set(rows or []) - set(ROW_SLUGS))
+    if unknown:
+        raise RsDistillError(f"ablate --rows: unknown row(s) {', '.join(unknown)}; choose from {', '.join(ROW_SLUGS)}")
+    return [r for r in ROWS if rows is None or r[0] in rows]
+
+
+def ablate(base: RunConfig, out: Path, seeds: list[int], rows: list[str] | None = None) -> Table:
     if base.method.name != "isdm":
         raise ValueError("the ablation varies ISDM's switches; base.method must be isdm")
-    total = len(ROWS) * len(seeds)
+    chosen = selected_rows(rows)
+    total = len(chosen) * len(seeds)
     done = 0
-    for slug, label, overrides in ROWS:
+    for slug, label, overrides in chosen:
         for seed in seeds:
             done += 1
             run_dir = out / slug / f"seed{seed}"
             log.info("[%d/%d] %s, seed %d -> %s", done, total, label, seed, run_dir)
             run_or_resume(row_config(base, overrides, seed), run_dir)
-    table = ablation_table(out, seeds)
+    table = ablation_table(out, seeds, rows)
     table.write(out / "ablation", ("md", "csv", "tex"))
     return table
 
 
-def ablation_table(out: Path, seeds: list[int]) -> Table:
-    results = {slug: [read_metrics(out / slug / f"seed{s}") for s in seeds] for slug, _, _ in ROWS}
-    ref = statistics.mean(m["top1"] for m in results["isdm"])
-    first = results["isdm"][0]
+def ablation_table(out: Path, seeds: list[int], rows: list[str] | None = None) -> Table:
+    chosen = selected_rows(rows)
+    results = {slug: [read_metrics(out / slug / f"seed{s}") for s in seeds] for slug, _, _ in chosen}
+    ref = statistics.mean(m["top1"] for m in results["isdm"]) if "isdm" in results else None
+    first = next(iter(results.values()))[0]
     teacher = first.get("teacher", {})
     table = Table(
         ["row", "IS", "margin", "top-1 (%)", "top-5 (%)", "Δ top-1 vs ISDM"],
@@ -63,11 +77,10 @@ def ablation_table(out: Path, seeds: list[int]) -> Table:
                f"(top-1 {teacher.get('top1', float('nan')):.2f}%), last-epoch test accuracy, "
                f"mean ± std over seeds {seeds}"),
     )
-    for slug, label, overrides in ROWS:
+    for slug, label, overrides in chosen:
         top1 = [m["top1"] for m in results[slug]]
         top5 = [m["top5"] for m in results[slug]]
         margin = overrides["margin"] + (f" m={overrides['m']:g}" if "m" in overrides else "")
-        delta = statistics.mean(top1) - ref
-        table.add(label, "on" if overrides["scaling"] else "off", margin, mean_std(top1), mean_std(top5),
-                  "—" if slug == "isdm" else f"{delta:+.2f}")
+        delta = "—" if slug == "isdm" or ref is None else f"{statistics.mean(top1) - ref:+.2f}"
+        table.add(label, "on" if overrides["scaling"] else "off", margin, mean_std(top1), mean_std(top5), delta)
     return table
