@@ -85,9 +85,8 @@ def test_same_seed_gives_the_same_run_and_the_seed_changes_the_split(capsys, sce
     assert split("a") == split("b") != split("c")
 
 
-@pytest.mark.parametrize("scheduler_state", ["as_saved", "from_another_scheduler"])
-def test_resume_continues_an_interrupted_run_to_the_same_metrics(capsys, scenes, tmp_path, monkeypatch,
-                                                                 scheduler_state):
+@pytest.mark.parametrize("damage", ["none", "scheduler_state_of_another_scheduler", "torn_metrics_line"])
+def test_resume_continues_an_interrupted_run_to_the_same_metrics(capsys, scenes, tmp_path, monkeypatch, damage):
     args = ["train.epochs=3", "--deterministic"]
     assert train(capsys, scenes, tmp_path / "full", *args)[0] == 0
 
@@ -103,11 +102,14 @@ def test_resume_continues_an_interrupted_run_to_the_same_metrics(capsys, scenes,
     assert code == 130 and "--resume" in err
     assert not (tmp_path / "cut" / "metrics.json").exists()
     monkeypatch.undo()
-    if scheduler_state == "from_another_scheduler":  # e.g. written by an older rsdistill
+    if damage == "scheduler_state_of_another_scheduler":  # e.g. written by an older rsdistill
         last = tmp_path / "cut" / "checkpoints" / "last.pt"
         ckpt = torch.load(last, weights_only=True)
         ckpt["train_state"]["scheduler"] = {"milestones": {30: 1}, "gamma": 0.1, "last_epoch": 7}
         torch.save(ckpt, last)
+    if damage == "torn_metrics_line":  # killed in the middle of appending a line
+        with (tmp_path / "cut" / "metrics.jsonl").open("a") as f:
+            f.write('{"epoch": 3, "lr": 0.0')
 
     code, _, err = run_cli(capsys, "train", "--resume", tmp_path / "cut")
     assert code == 0, err

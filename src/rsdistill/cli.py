@@ -166,7 +166,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         metrics = run(cfg, args.out)
         out = args.out
     print(json.dumps({"run": str(out), "top1": round(metrics["top1"], 2), "top5": round(metrics["top5"], 2),
-                      "best_top1": round(metrics["best_top1"], 2), "epochs": metrics["epochs"]}))
+                      "best_top1": round(metrics["best_top1"], 2),
+                      "best_selected_on": metrics.get("best_selected_on"), "epochs": metrics["epochs"]}))
     return 0
 
 

@@ -84,7 +84,8 @@ class SceneDataset(Dataset):
 
 class DataModule:
     def __init__(self, cfg: DataConfig, seed: int = 0, needs: frozenset[str] = frozenset(),
-                 split: Split | None = None, progress: bool = False, device: str = "cpu",
+                 split: Split | None = None, split_source: str | Path | None = None,
+                 progress: bool = False, device: str = "cpu",
                  index: FolderIndex | None = None, parts: tuple[str, ...] = ("train", "val", "test")):
         """Scan, split and decode. Every part in ``parts`` is decoded here, so a corrupt image
         stops the run before anything is written; evaluation asks only for the part it needs."""
@@ -101,7 +102,7 @@ class DataModule:
         elif split is not None:
             from .splits import check_split_matches
 
-            check_split_matches(split, self.index, Path("<given split>"))
+            check_split_matches(split, self.index, Path(split_source or "<given split>"))
         self.split = split or stratified_split(self.index, cfg.train_ratio, cfg.val_ratio, seed)
         self._labels = {
             part: torch.tensor([self.split.label_of(p) for p in getattr(self.split, part)], dtype=torch.long)

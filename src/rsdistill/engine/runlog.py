@@ -5,12 +5,23 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
 from torch import Tensor
 
+from ..io import atomic_write_text
+
 log = logging.getLogger("rsdistill")
+
+
+def _epoch_of(line: str) -> float:
+    """The epoch of a metrics line; a line cut short by a crash counts as after every checkpoint."""
+    try:
+        return json.loads(line).get("epoch", 0) if line.strip() else math.inf
+    except json.JSONDecodeError:
+        return math.inf
 
 
 class RunLog:
@@ -33,9 +44,8 @@ class RunLog:
         if epoch == 0:
             self.jsonl.unlink()
             return
-        kept = [ln for ln in self.jsonl.read_text().splitlines()
-                if ln.strip() and json.loads(ln).get("epoch", 0) <= epoch]
-        self.jsonl.write_text("".join(ln + "\n" for ln in kept))
+        kept = [ln for ln in self.jsonl.read_text().splitlines() if _epoch_of(ln) <= epoch]
+        atomic_write_text(self.jsonl, "".join(ln + "\n" for ln in kept))
 
     def epoch(self, record: dict[str, Any], histograms: dict[str, Tensor] | None = None) -> None:
         with self.jsonl.open("a") as f:

@@ -260,9 +260,11 @@ class Trainer:
                 log.warning("epoch %d: test loss is not finite", epoch)
             runlog.epoch(record, hists)
             payload = self._payload()
-            save_checkpoint(self.ckpt_dir / "last.pt", payload)
+            # best.pt first: a crash in between must not leave last.pt naming a best model that
+            # best.pt does not hold.
             if improved:
                 save_checkpoint(self.ckpt_dir / "best.pt", payload)
+            save_checkpoint(self.ckpt_dir / "last.pt", payload)
             sel = "val" if self.data.has_val else "test"
             log.info(
                 "epoch %d/%d  lr %.4g  loss %.4f  train %.1f%%  test top-1 %.2f%% top-5 %.2f%%%s  (%.1fs)",

@@ -66,13 +66,13 @@ def run(cfg: RunConfig, out: str | Path, *, resume: bool = False) -> dict[str, A
     if method_cls.requires_teacher:
         teacher, teacher_split = load_teacher(cfg)
         check_teacher_classes(teacher, index.classes)
-    split = None
+    split, split_source = None, None
     if resume:
-        split = load_split(out / "split.json")
+        split, split_source = load_split(out / "split.json"), out / "split.json"
     elif teacher_split is not None and not cfg.data.split_file:
-        split = teacher_split
+        split, split_source = teacher_split, f"the split.json of teacher {cfg.teacher.checkpoint}"
 
-    data = DataModule(cfg.data, cfg.seed, needs=method_cls.needs, split=split,
+    data = DataModule(cfg.data, cfg.seed, needs=method_cls.needs, split=split, split_source=split_source,
                       progress=cfg.train.progress, device=str(device), index=index)
     if teacher is not None:
         check_teacher_split(teacher, cfg, data, teacher_split)
