@@ -181,6 +181,18 @@ def test_distill_kd_evaluates_the_teacher_and_logs_each_loss(capsys, scenes, tea
         (teacher_run / "split.json").read_text())["test"]
 
 
+def test_a_teacher_split_naming_missing_images_is_an_error_naming_the_teacher(capsys, scenes, teacher_run,
+                                                                             tmp_path):
+    data = tmp_path / "scenes"
+    shutil.copytree(scenes, data)
+    gone = json.loads((teacher_run / "split.json").read_text())["test"][0]
+    (data / gone).unlink()
+    code, _, err = run_cli(capsys, "distill", "--data", data, "--teacher", teacher_run, "--student", "resnet20",
+                           "--method", "kd", "--out", tmp_path / "s", "--set", *TINY)
+    assert code != 0 and f"teacher {teacher_run}" in err and gone in err
+    assert not (tmp_path / "s").exists()
+
+
 def test_resnet34_teacher_and_resnet18_student_pair_runs(capsys, scenes, tmp_path):
     assert train(capsys, scenes, tmp_path / "t34", model="resnet34")[0] == 0
     code, _, err = run_cli(capsys, "distill", "--data", scenes, "--teacher", tmp_path / "t34",
