@@ -336,6 +336,17 @@ def test_demo_runs_teacher_and_three_students_and_writes_the_report(capsys, tmp_
     assert (out / "kd" / "metrics.json").stat().st_mtime_ns == stamp
 
 
+def test_table_labels_runs_by_their_path_and_shows_settings_away_from_the_defaults(tmp_path):
+    from rsdistill.reports.runs_table import method_label, run_labels
+
+    assert run_labels([tmp_path / "abl" / "isdm" / "seed0", tmp_path / "abl" / "wo_is" / "seed0"]) == [
+        "isdm/seed0", "wo_is/seed0"]
+    assert method_label({"method": {"name": "ce"}}, {}) == "CE (no teacher)"
+    assert method_label({"method": {"name": "isdm", "T": 4.0, "scaling": False, "m": 3.0, "margin": "fixed",
+                                    "warmup_epochs": 2}}, {}) == "isdm scaling=false m=3 margin=fixed"
+    assert method_label({"method": {"name": "kd", "logit_std": True}}, {}) == "kd logit_std=true"
+
+
 def test_table_compares_finished_runs_and_refuses_unfinished_ones(capsys, teacher_run, tmp_path):
     code, out, err = run_cli(capsys, "table", teacher_run, teacher_run, "--baseline", teacher_run,
                              "--out", tmp_path / "cmp")
