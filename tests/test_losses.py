@@ -46,9 +46,9 @@ GOLDEN_T4 = 1.1711820150564864  # computed once with numpy_kd; pins the T^2 scal
 
 
 def test_kl_is_zero_for_equal_logits_and_matches_torch():
-    z = torch.randn(6, 10)
-    assert softened_kl(z, z, 4.0).abs().item() < 1e-6
-    zs = torch.randn(6, 10)
+    z = torch.randn(6, 10, generator=torch.Generator().manual_seed(0))
+    assert softened_kl(z, z, 4.0).abs().item() < 1e-5  # float32 rounding, times T^2 = 16
+    zs = torch.randn(6, 10, generator=torch.Generator().manual_seed(1))
     ref = F.kl_div(F.log_softmax(zs / 2, 1), F.softmax(z / 2, 1), reduction="batchmean") * 4
     assert softened_kl(zs, z, 2.0).item() == pytest.approx(ref.item(), rel=1e-5)
 

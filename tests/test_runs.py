@@ -314,7 +314,8 @@ def test_config_yaml_records_defaults_a_method_resolves_from_the_models(capsys, 
                            "--method", "reviewkd", "--out", tmp_path / "r", "--set", *TINY)
     assert code == 0, err
     cfg = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
-    assert cfg["method"]["weight"] == 5.0  # a CIFAR-style student: the paper's CIFAR weight
+    # resnet20: the official resnet56 -> resnet20 weight; a CIFAR-style student: post-ReLU features
+    assert cfg["method"]["weight"] == 0.6 and cfg["method"]["student_preact"] is False
 
 
 def test_demo_runs_teacher_and_three_students_and_writes_the_report(capsys, tmp_path):
