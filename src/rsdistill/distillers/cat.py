@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
 
-from ..models import MODELS
+from ..models import model_family
 from .base import Distiller
 from .registry import MethodConfig, register
 
@@ -78,19 +78,14 @@ def paper_beta(teacher_arch: str, student_arch: str) -> float:
     for (_, student), beta in PAIR_BETA.items():
         if student == student_arch:
             return beta
-    return FAMILY_BETA[family(student_arch)]
+    return FAMILY_BETA[model_family(student_arch)]
 
 
 def default_beta(teacher_arch: str, student_arch: str, num_classes: int) -> float:
     beta = paper_beta(teacher_arch, student_arch)
-    if family(student_arch) == "cifar":
+    if model_family(student_arch) == "cifar":
         beta *= min(1.0, num_classes / CIFAR_CLASSES)
     return beta
-
-
-def family(arch: str) -> str:
-    spec = MODELS.get(arch)
-    return spec.family if spec is not None else "imagenet"
 
 
 @register("cat")

@@ -32,8 +32,7 @@ from pydantic import Field
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..models import ModelAdapter, Output
-from ..models.registry import MODELS
+from ..models import ModelAdapter, Output, model_family
 from .base import Distiller
 from .losses import pool_to_common_size
 from .registry import MethodConfig, register
@@ -116,7 +115,7 @@ class OFD(Distiller):
     summary = "OFD: pre-ReLU features, margin ReLU, partial L2 (Heo et al. 2019)"
 
     def __init__(self, student: ModelAdapter, teacher: ModelAdapter, cfg: OFDConfig, info):
-        family = MODELS[teacher.arch].family if teacher.arch in MODELS else "imagenet"
+        family = model_family(teacher.arch)
         if cfg.feat_weight is None:  # resolved here, and so written into the run's config.yaml
             cfg = cfg.model_copy(update={"feat_weight": PAPER_WEIGHT[family]})
         super().__init__(student, teacher, cfg, info)

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from ..models import MODELS, Features
+from ..models import Features, model_family
 from .base import Distiller
 from .registry import MethodConfig, register
 
@@ -100,17 +100,12 @@ def hcl_loss(student: list[Tensor], teacher: list[Tensor], levels: tuple[int, ..
     return total
 
 
-def _family(arch: str) -> str:
-    spec = MODELS.get(arch)
-    return spec.family if spec else "imagenet"
-
-
 def default_weight(student_arch: str) -> float:
-    return STUDENT_WEIGHT.get(student_arch, FAMILY_WEIGHT.get(_family(student_arch), 1.0))
+    return STUDENT_WEIGHT.get(student_arch, FAMILY_WEIGHT.get(model_family(student_arch), 1.0))
 
 
 def default_student_preact(student_arch: str) -> bool:
-    return _family(student_arch) != "cifar"
+    return model_family(student_arch) != "cifar"
 
 
 @register("reviewkd")

@@ -2,7 +2,7 @@
 
 from .adapter import LogitsOnly, ModelAdapter
 from .features import Features, Output
-from .registry import MODELS, build_model, count_parameters, model_names
+from .registry import MODELS, build_model, count_parameters, model_family, model_names
 
 __all__ = ["MODELS", "Features", "LogitsOnly", "ModelAdapter", "Output", "build_model",
-           "count_parameters", "model_names"]
+           "count_parameters", "model_family", "model_names"]

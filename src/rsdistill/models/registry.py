@@ -23,6 +23,13 @@ class ModelSpec:
     description: str
 
 
+def model_family(arch: str) -> str:
+    """``cifar`` or ``imagenet`` for a registered model; an unknown one (e.g. a model restored
+    from a checkpoint of a later version) is taken to be ImageNet-style."""
+    spec = MODELS.get(arch)
+    return spec.family if spec is not None else "imagenet"
+
+
 def _tv(name: str) -> Callable[[int], nn.Module]:
     def build(num_classes: int) -> nn.Module:
         return getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
