@@ -58,6 +58,21 @@ def teacher_run(scenes, tmp_path_factory) -> Path:
     return out
 
 
+def interrupt_after_logging_epoch(monkeypatch, epoch: int) -> None:
+    """Make the next run stop like a Ctrl-C after writing epoch ``epoch``'s metrics line and before
+    its checkpoint: the worst moment for a resume. ``monkeypatch.undo()`` restores normal runs."""
+    from rsdistill.engine.runlog import RunLog
+
+    original = RunLog.epoch
+
+    def crash(self, record, hists=None):
+        original(self, record, hists)
+        if record["epoch"] == epoch:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunLog, "epoch", crash)
+
+
 def build_distiller(method: str, *, student: str = "resnet20", teacher: str = "resnet8x4", classes: int = 4,
                     size: int = 16, train_labels: torch.Tensor | None = None, copy_teacher: bool = False,
                     prepare_teacher: Callable[[torch.nn.Module], None] | None = None, seed: int = 0,

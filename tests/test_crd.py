@@ -11,10 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from rsdistill.distillers.crd import CRD, nce_loss, sample_contrast_indices
-from rsdistill.engine.runlog import RunLog
 from rsdistill.errors import ConfigError
 
-from .conftest import TINY, build_distiller, fixed_batch, run_cli
+from .conftest import TINY, build_distiller, fixed_batch, interrupt_after_logging_epoch, run_cli
 
 C = 5
 
@@ -160,14 +159,7 @@ def test_every_training_index_reaches_the_method_and_a_resumed_run_restores_the_
     assert torch.allclose(full["memory_t"].norm(dim=1), torch.ones(n), atol=1e-5)
     assert (full["z"] > 0).all()
 
-    original_epoch = RunLog.epoch
-
-    def crash_after_logging_epoch_2(self, record, hists=None):
-        original_epoch(self, record, hists)
-        if record["epoch"] == 2:
-            raise KeyboardInterrupt  # after the jsonl line, before the checkpoint of epoch 2
-
-    monkeypatch.setattr(RunLog, "epoch", crash_after_logging_epoch_2)
+    interrupt_after_logging_epoch(monkeypatch, 2)
     code, _, err = run_cli(capsys, *args, "--out", tmp_path / "cut", "--deterministic")
     assert code == 130, err
     monkeypatch.undo()

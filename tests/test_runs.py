@@ -10,9 +10,9 @@ import pytest
 import torch
 import yaml
 
-from rsdistill.engine.runlog import RunLog, read_jsonl
+from rsdistill.engine.runlog import read_jsonl
 
-from .conftest import TINY, run_cli
+from .conftest import TINY, interrupt_after_logging_epoch, run_cli
 
 RUN_FILES = ["config.yaml", "split.json", "metrics.jsonl", "metrics.json", "checkpoints/last.pt",
              "checkpoints/best.pt", "train.log", "per_class_accuracy.csv", "confusion_matrix.csv",
@@ -90,14 +90,7 @@ def test_resume_continues_an_interrupted_run_to_the_same_metrics(capsys, scenes,
     args = ["train.epochs=3", "--deterministic"]
     assert train(capsys, scenes, tmp_path / "full", *args)[0] == 0
 
-    original = RunLog.epoch
-
-    def crash_after_logging_epoch_2(self, record, hists=None):
-        original(self, record, hists)
-        if record["epoch"] == 2:
-            raise KeyboardInterrupt  # after the jsonl line, before the checkpoint of epoch 2
-
-    monkeypatch.setattr(RunLog, "epoch", crash_after_logging_epoch_2)
+    interrupt_after_logging_epoch(monkeypatch, 2)
     code, _, err = train(capsys, scenes, tmp_path / "cut", *args)
     assert code == 130 and "--resume" in err
     assert not (tmp_path / "cut" / "metrics.json").exists()
