@@ -1,20 +1,33 @@
-"""Side-by-side cost measurements; prints ratios and writes them to a Markdown file.
+"""Side-by-side cost measurements; prints ratios and writes them to Markdown and to
+``benchmarks/results/summary.json`` (the figures the README quotes).
 
-    python benchmarks/run.py --quick    # about a minute: writes benchmarks/results.md
+    python benchmarks/run.py --quick    # under 3 minutes on 2 cores: benchmarks/results.md
     python benchmarks/run.py            # larger sizes and more steps: benchmarks/results-full.md
 
 1. Input pipeline: one training epoch of batches decoded on every access (``data.cache=off``)
-   against the decoded cache (``data.cache=memory``), from 150 px PNG scenes to the training size.
-2. Method cost: wall time of a training step (student forward/backward + teacher forward + the
-   method's losses) for every registered method, relative to KD, ResNet34 -> ResNet18.
+   against the decoded cache (``data.cache=memory``), from 150 px PNG scenes to the training size
+   (``cache_speedup``).
+2. Teacher-output cache: the training epoch of the toolkit's trainer, ResNet34 -> ResNet18, 64 px,
+   30 classes, on a bank of 8 views per image: the student alone, KD with the teacher's logits read
+   from the cache, KD with the teacher run live (``teacher_cache_speedup`` = live / cached, and
+   the cached run over the student alone), and the one-off cost of filling the cache.
+3. Framework overhead: images/s of the trainer's KD epoch against a bare PyTorch loop doing the
+   same teacher forward and student forward/backward/step on tensors already in memory
+   (``overhead_ratio``, 1.0 = no overhead).
+4. Method cost: wall time and peak memory of a training step (student forward/backward + teacher
+   forward + the method's losses) for every registered method, relative to KD
+   (``isdm_over_kd``).
 Numbers are ratios measured in the same process, one after another; absolute times depend on the
-machine and are printed for reference only.
+machine and are printed for reference only. ``peer_ratio`` (against torchdistill) is null unless
+torchdistill is importable: it is not a dependency of the project.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
+import resource
 import statistics
 import sys
 import tempfile
@@ -24,12 +37,17 @@ from pathlib import Path
 import torch
 
 from rsdistill.config import DataConfig, build_config
-from rsdistill.data.datamodule import DataInfo, DataModule
-from rsdistill.data.synth import generate_dataset
+from rsdistill.data.datamodule import DataModule
+from rsdistill.data.info import DataInfo
 from rsdistill.distillers import registry
-from rsdistill.engine.trainer import build_optimizer
+from rsdistill.distillers.settings import RunContext
+from rsdistill.engine.teacher_cache import load_or_build
+from rsdistill.engine.trainer import Trainer, build_optimizer
 from rsdistill.models import build_model
 from rsdistill.reports.tables import Table
+from rsdistill.synth import generate_dataset
+
+CPU = torch.device("cpu")
 
 
 def bench_pipeline(root: Path, size: int, repeats: int) -> Table:
@@ -61,13 +79,14 @@ def bench_methods(size: int, batch: int, steps: int, classes: int = 30) -> Table
     data = {"image": torch.rand(batch, 3, size, size, generator=g), "label": torch.arange(batch) % classes,
             "index": torch.arange(batch)}
     data["image_strong"] = torch.rand(batch, 3, size, size, generator=g)
-    results = {}
+    results, peaks = {}, {}
     for name in ["ce", *registry.names()]:
         cls = registry.get(name)
         cfg = build_config({"method": {"name": name}, "train": {"epochs": 100}}).resolve()
+        method_cfg = cls.resolve_config(cfg.method, RunContext("resnet18", "resnet34", classes, 100))
         torch.manual_seed(0)
         teacher = build_model("resnet34", classes) if cls.requires_teacher else None
-        d = cls(build_model("resnet18", classes), teacher, cfg.method, info)
+        d = cls(build_model("resnet18", classes), teacher, method_cfg, info)
         d.set_epoch(50)
         d.train()
         opt = build_optimizer(d, cfg)
@@ -84,12 +103,109 @@ def bench_methods(size: int, batch: int, steps: int, classes: int = 30) -> Table
             if i:  # the first step warms up allocators and caches
                 ts.append(time.perf_counter() - t0)
         results[name] = statistics.median(ts)
+        peaks[name] = peak_rss_mib()
         print(f"  {name:10s} {1000 * results[name]:8.1f} ms/step", flush=True)
-    table = Table(["method", "ms / step", "vs KD", "vs student alone (ce)"],
-                  title=f"Training step, resnet34 -> resnet18, {size} px, batch {batch}, {classes} classes")
+    table = Table(["method", "ms / step", "vs KD", "vs student alone (ce)", "process peak RSS (MiB)"],
+                  title=f"Training step, resnet34 -> resnet18, {size} px, batch {batch}, {classes} classes "
+                        "(peak RSS is the process's high-water mark so far: it only grows)")
     for name, t in results.items():
-        table.add(name, round(1000 * t, 1), f"{t / results['kd']:.2f}x", f"{t / results['ce']:.2f}x")
-    return table
+        table.add(name, round(1000 * t, 1), f"{t / results['kd']:.2f}x", f"{t / results['ce']:.2f}x", peaks[name])
+    return table, results
+
+
+def peak_rss_mib() -> int:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def epoch_seconds(trainer: Trainer, epochs: int) -> float:
+    """Median wall time of the trainer's training epoch (after one warm-up epoch)."""
+    times = []
+    for e in range(epochs + 1):
+        t0 = time.perf_counter()
+        trainer.train_epoch(e + 1)
+        if e:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def build_trainer(root: Path, method: str, cache: bool, size: int, epochs: int, run_dir: Path) -> Trainer:
+    cfg = build_config({"data": {"root": str(root), "image_size": size, "view_bank": 8, "rs_aug": True},
+                        "method": {"name": method}, "model": {"name": "resnet18"},
+                        "train": {"epochs": 100, "progress": False}}).resolve()
+    data = DataModule(cfg.data, seed=0)
+    cls = registry.get(method)
+    torch.manual_seed(0)
+    teacher = build_model("resnet34", data.info.num_classes) if cls.requires_teacher else None
+    if teacher is not None:
+        teacher.set_normalization(data.mean, data.std)
+    method_cfg = cls.resolve_config(cfg.method, RunContext("resnet18", "resnet34", data.info.num_classes, 100))
+    student = build_model("resnet18", data.info.num_classes)
+    student.set_normalization(data.mean, data.std)
+    d = cls(student, teacher, method_cfg, data.info)
+    d.set_epoch(50)
+    teacher_cache = load_or_build(teacher, data, CPU, None) if cache and teacher is not None else None
+    return Trainer(cfg, d, data, run_dir, CPU, teacher_cache)
+
+
+def bench_teacher_cache(root: Path, size: int, epochs: int) -> tuple[Table, dict[str, float]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        alone = epoch_seconds(build_trainer(root, "ce", False, size, epochs, Path(tmp)), epochs)
+        t0 = time.perf_counter()
+        cached_trainer = build_trainer(root, "kd", True, size, epochs, Path(tmp))
+        fill = time.perf_counter() - t0
+        cached = epoch_seconds(cached_trainer, epochs)
+        live = epoch_seconds(build_trainer(root, "kd", False, size, epochs, Path(tmp)), epochs)
+        n = cached_trainer.data.info.num_train
+    table = Table(["training epoch", "s / epoch", "images/s", "vs student alone"],
+                  title=f"Teacher-output cache: resnet34 -> resnet18, {size} px, {n} images, bank of 8 views "
+                        f"(filling the cache once: {fill:.1f} s, about {fill / cached:.1f} cached epochs)")
+    for label, t in (("student alone (CE)", alone), ("KD, teacher logits from the cache", cached),
+                     ("KD, teacher run live", live)):
+        table.add(label, round(t, 2), round(n / t), f"{t / alone:.2f}x")
+    return table, {"alone_s": alone, "cached_s": cached, "live_s": live, "fill_s": fill}
+
+
+def bench_overhead(root: Path, size: int, epochs: int) -> tuple[Table, dict[str, float]]:
+    """The trainer's KD epoch (live teacher, fresh augmentation) against a bare loop over the same
+    number of pre-augmented images already in memory."""
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = build_trainer(root, "kd", False, size, epochs, Path(tmp))
+        trainer.data.cfg.view_bank = 0
+        trainer.data._bank = None
+        ours = epoch_seconds(trainer, epochs)
+    n, batch, classes = trainer.data.info.num_train, 64, trainer.data.info.num_classes
+    torch.manual_seed(0)
+    student, teacher = build_model("resnet18", classes).net, build_model("resnet34", classes).net.eval()
+    opt = torch.optim.SGD(student.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    images = torch.rand(n, 3, size, size)
+    labels = torch.randint(0, classes, (n,))
+
+    def bare_epoch() -> None:
+        for i in range(0, n, batch):
+            x, y = images[i:i + batch], labels[i:i + batch]
+            with torch.no_grad():
+                zt = teacher(x)
+            zs = student(x)
+            kd = torch.nn.functional.kl_div(torch.log_softmax(zs / 4, 1), torch.softmax(zt / 4, 1),
+                                            reduction="batchmean") * 16
+            loss = torch.nn.functional.cross_entropy(zs, y) + 4 * kd
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+    times = []
+    for e in range(epochs + 1):
+        t0 = time.perf_counter()
+        bare_epoch()
+        if e:
+            times.append(time.perf_counter() - t0)
+    bare = statistics.median(times)
+    table = Table(["KD epoch, resnet34 -> resnet18", "s / epoch", "images/s", "vs bare loop (throughput)"],
+                  title=f"Framework overhead at {size} px, {n} images, batch 64")
+    table.add("bare PyTorch loop (tensors in memory)", round(bare, 2), round(n / bare), "1.00")
+    table.add("rsdistill trainer (augmentation, loss dict, logging)", round(ours, 2), round(n / ours),
+              f"{bare / ours:.2f}")
+    return table, {"ours_s": ours, "bare_s": bare}
 
 
 def main() -> int:
@@ -105,16 +221,43 @@ def main() -> int:
         generate_dataset(root, classes=6, per_class=40 if quick else 150, size=150, seed=0)
         print("input pipeline ...", flush=True)
         pipe = bench_pipeline(root, 64, repeats=2 if quick else 3)
-    print(pipe.to_markdown())
+        print(pipe.to_markdown())
+        aid = Path(tmp) / "aid_like"
+        # AID-sized in classes; the image count is cut to keep the quick run short.
+        generate_dataset(aid, classes=23, per_class=8 if quick else 40, size=64, seed=0)
+        print("teacher-output cache ...", flush=True)
+        cache_table, cache = bench_teacher_cache(aid, 64, epochs=1 if quick else 2)
+        print(cache_table.to_markdown())
+        print("framework overhead ...", flush=True)
+        overhead_table, overhead = bench_overhead(aid, 64, epochs=1 if quick else 2)
+        print(overhead_table.to_markdown())
     print("method cost ...", flush=True)
-    methods = bench_methods(size=32 if quick else 64, batch=16 if quick else 64, steps=3 if quick else 8)
+    methods, step = bench_methods(size=32 if quick else 64, batch=16 if quick else 64, steps=3 if quick else 8)
     print(methods.to_markdown())
+    pipe_speedup = pipe.rows[0][2] / pipe.rows[1][2]
+    summary = {
+        "kind": "quick" if quick else "full",
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
+        "cache_speedup": round(pipe_speedup, 2),
+        "teacher_cache_speedup": round(cache["live_s"] / cache["cached_s"], 2),
+        "kd_cached_over_alone": round(cache["cached_s"] / cache["alone_s"], 2),
+        "kd_live_over_alone": round(cache["live_s"] / cache["alone_s"], 2),
+        "overhead_ratio": round(overhead["bare_s"] / overhead["ours_s"], 2),
+        "isdm_over_kd": round(step["isdm"] / step["kd"], 2),
+        "peer_ratio": None,
+        "peer_ratio_note": "not measured: torchdistill is not installed (it would pull an unpinned torch)",
+    }
     header = (f"# Benchmarks ({'quick' if quick else 'full'})\n\n"
               f"`python benchmarks/run.py{' --quick' if quick else ''}` on {platform.machine()}, "
               f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, "
               f"{time.strftime('%Y-%m-%d')}. Ratios are measured side by side in one process.\n\n")
-    out.write_text(header + pipe.to_markdown() + "\n" + methods.to_markdown())
-    print(f"written to {out}")
+    out.write_text(header + "\n".join(t.to_markdown() for t in (pipe, cache_table, overhead_table, methods)))
+    summary_file = Path(__file__).parent / "results" / "summary.json"
+    summary_file.parent.mkdir(exist_ok=True)
+    summary_file.write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+    print(f"written to {out} and {summary_file}")
     return 0
 
 

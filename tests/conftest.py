@@ -13,13 +13,23 @@ import torch
 
 from rsdistill.cli import main
 from rsdistill.config import build_config
-from rsdistill.data.datamodule import DataInfo
+from rsdistill.data.info import DataInfo
 from rsdistill.distillers import registry
+from rsdistill.distillers.settings import RunContext
 from rsdistill.models import build_model
 
 # Several pytest-xdist workers on 2 cores: one thread each avoids oversubscription.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
+
+def pytest_collection_modifyitems(items):
+    """Tests that run the CLI end to end take ``capsys`` (to read its output), the trained
+    ``teacher_run`` or the generated ``scenes``: they are marked ``slow``, so that
+    ``pytest -m "not slow"`` is the quick loop. ``make test`` runs everything."""
+    for item in items:
+        if {"capsys", "teacher_run", "scenes"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(autouse=True)
 def _seeded_torch():
@@ -41,7 +51,7 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
 @pytest.fixture(scope="session")
 def scenes(tmp_path_factory) -> Path:
     """4 synthetic scene classes x 12 images at 16 px."""
-    from rsdistill.data.synth import generate_dataset
+    from rsdistill.synth import generate_dataset
 
     out = tmp_path_factory.mktemp("data") / "scenes"
     generate_dataset(out, classes=4, per_class=12, size=16, seed=0)
@@ -78,16 +88,19 @@ def build_distiller(method: str, *, student: str = "resnet20", teacher: str = "r
                     prepare_teacher: Callable[[torch.nn.Module], None] | None = None, seed: int = 0,
                     **overrides):
     """A distiller for a tiny random pair, its method section validated like the CLI's (``overrides``
-    are method fields; shorthands such as ``kd+ls`` resolve) but not resolved against a run: the
-    warm-up is off (``warmup_epochs`` 0 where the method has one) unless ``overrides`` set it.
+    are method fields; shorthands such as ``kd+ls`` resolve), its run-dependent defaults resolved
+    for the pair as a run would, except the warm-up: off (0) unless ``overrides`` set it.
 
     After ``torch.manual_seed(seed)`` the student is built, then the teacher; with ``copy_teacher``
     only the teacher is built and the student is a copy of it. ``prepare_teacher`` may change the
     teacher before the method is built. The data has ``classes`` classes, images of ``size`` px and
     a training split of ``train_labels`` (default: 8 labels cycling over the classes)."""
+    if "warmup_epochs" not in overrides and registry.get(
+            registry.ALIASES.get(method, (method,))[0]).requires_teacher:
+        overrides = {**overrides, "warmup_epochs": 0}
     cfg = build_config({"method": {"name": method, **overrides}}).method
-    if "warmup_epochs" in type(cfg).model_fields and "warmup_epochs" not in overrides:
-        cfg.warmup_epochs = 0
+    cls = registry.get(cfg.name)
+    cfg = cls.resolve_config(cfg, RunContext(student, teacher, classes, epochs=10))
     torch.manual_seed(seed)
     if copy_teacher:
         t = build_model(teacher, classes)
@@ -99,7 +112,7 @@ def build_distiller(method: str, *, student: str = "resnet20", teacher: str = "r
     labels = torch.arange(8) % classes if train_labels is None else train_labels
     info = DataInfo([f"c{i}" for i in range(classes)], size, labels,
                     [f"c{int(y)}/{i}.png" for i, y in enumerate(labels)])
-    return registry.get(cfg.name)(s, t, cfg, info)
+    return cls(s, t, cfg, info)
 
 
 def fixed_batch(n: int = 8, size: int = 16, classes: int = 4, seed: int = 0, *, random_labels: bool = False,

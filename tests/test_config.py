@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from rsdistill.config import RunConfig, build_config, load_yaml, parse_set
+from rsdistill.distillers import registry
+from rsdistill.distillers.settings import RunContext
 from rsdistill.errors import ConfigError
 
 
@@ -14,16 +16,31 @@ def test_defaults_are_the_articles_settings():
     assert (t.lr, t.momentum, t.weight_decay, t.batch_size, t.test_batch_size, t.epochs) == (
         0.1, 0.9, 5e-4, 64, 128, 200)
     assert t.milestones == [60, 120, 160] and t.lr_decay == 0.1
-    kd = build_config({"method": {"name": "kd"}}).resolve().method
+    kd = resolved_method(build_config({"method": {"name": "kd"}}))
     assert (kd.T, kd.ce_weight, kd.kd_weight, kd.warmup_epochs) == (4.0, 1.0, 4.0, 20)
 
 
+def resolved_method(cfg: RunConfig):
+    """The method section as a run resolves it (ResNet34 -> ResNet18, 30 classes)."""
+    ctx = RunContext("resnet18", "resnet34", 30, epochs=cfg.train.epochs)
+    return registry.get(cfg.method.name).resolve_config(cfg.method, ctx)
+
+
 def test_milestones_and_warmup_scale_with_the_epochs_unless_given():
-    cfg = build_config({"train": {"epochs": 50}, "method": {"name": "kd"}}).resolve()
-    assert cfg.train.milestones == [15, 30, 40]
-    assert cfg.method.warmup_epochs == 5
+    cfg = build_config({"train": {"epochs": 50}, "method": {"name": "kd"}})
+    assert cfg.resolve().train.milestones == [15, 30, 40]
+    assert resolved_method(cfg).warmup_epochs == 5
+    assert resolved_method(build_config({"train": {"epochs": 50}, "method": {"name": "kd", "warmup_epochs": 2}})
+                           ).warmup_epochs == 2
     given = build_config({"train": {"epochs": 50, "milestones": [10, 20]}}).resolve()
     assert given.train.milestones == [10, 20]
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_every_method_resolves_its_warmup_from_the_epochs_logit_methods_to_a_tenth(name):
+    warmup = resolved_method(build_config({"train": {"epochs": 50}, "method": {"name": name}})).warmup_epochs
+    logit_methods = {"kd", "dkd", "isdm", "mlld", "sdd", "reviewkd"}
+    assert warmup == (5 if name in logit_methods else 0)
 
 
 def test_set_parses_dotted_keys_and_yaml_values():
@@ -107,6 +124,8 @@ def test_every_shipped_config_file_is_valid_and_keeps_the_articles_schedule():
 
     files = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
     assert len(files) >= 7
+    for file in sorted((Path(__file__).parent.parent / "configs").glob("*/*.yaml")):
+        build_config(load_yaml(file), source=str(file))  # protocol layers: valid on their own
     for file in files:
         cfg = build_config(load_yaml(file), source=str(file)).resolve()
         if file.stem != "cpu_64px":

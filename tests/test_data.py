@@ -13,7 +13,10 @@ import torch
 from PIL import Image
 
 from rsdistill.config import DataConfig
-from rsdistill.data import DataModule, scan_dataset, scan_folder, stratified_split
+from rsdistill.data.datamodule import DataModule
+from rsdistill.data.folders import scan_folder
+from rsdistill.data.presets import scan_dataset
+from rsdistill.data.splits import stratified_split
 from rsdistill.data.decode import DecodedCache, decode_image
 from rsdistill.data.folders import FolderIndex
 from rsdistill.data.splits import load_split, save_split

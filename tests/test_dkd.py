@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from rsdistill.config import build_config
+from rsdistill.distillers.dkd import DKD
+from rsdistill.distillers.settings import RunContext
 from rsdistill.distillers.losses import decoupled_kl_per_sample, softened_kl_per_sample, target_logit
 from rsdistill.errors import ConfigError
 
@@ -99,8 +101,19 @@ def test_with_alpha_1_and_beta_equal_to_the_non_target_mass_it_would_be_kd():
 
 def test_defaults_are_the_cifar_values_with_the_articles_t_and_ce():
     cfg = build_config({"method": {"name": "dkd"}}).method
-    assert (cfg.ce_weight, cfg.alpha, cfg.beta, cfg.T, cfg.logit_std) == (1.0, 1.0, 8.0, 4.0, False)
-    assert build_config({"method": {"name": "dkd"}, "train": {"epochs": 200}}).resolve().method.warmup_epochs == 20
+    assert (cfg.ce_weight, cfg.alpha, cfg.T, cfg.logit_std) == (1.0, 1.0, 4.0, False)
+    resolved = DKD.resolve_config(cfg, RunContext("resnet18", "resnet34", 30, epochs=200))
+    assert (resolved.beta, resolved.warmup_epochs) == (8.0, 20)
+
+
+@pytest.mark.parametrize(("teacher", "student", "classes", "beta"), [
+    ("resnet56", "resnet20", 100, 2.0), ("wrn_40_2", "wrn_16_2", 100, 6.0),
+    ("resnet32x4", "resnet8x4", 100, 8.0), ("resnet34", "resnet18", 1000, 0.5)])
+def test_beta_defaults_to_the_papers_value_for_the_pair(teacher, student, classes, beta):
+    cfg = build_config({"method": {"name": "dkd"}}).method
+    assert DKD.resolve_config(cfg, RunContext(student, teacher, classes, epochs=240)).beta == beta
+    explicit = build_config({"method": {"name": "dkd", "beta": 3.0}}).method
+    assert DKD.resolve_config(explicit, RunContext(student, teacher, classes, epochs=240)).beta == 3.0
 
 
 @pytest.mark.parametrize("method", ["dkd", "dkd+ls", "sdd+dkd"])
@@ -112,7 +125,7 @@ def test_two_classes_is_a_one_line_error_when_the_method_is_built(method):
 
 
 def test_two_class_dataset_fails_cleanly_from_the_cli(capsys, tmp_path):
-    from rsdistill.data.synth import generate_dataset
+    from rsdistill.synth import generate_dataset
 
     data = tmp_path / "two"
     generate_dataset(data, classes=2, per_class=6, size=16, seed=0)

@@ -1,4 +1,4 @@
-"""ISDM as specified in ../shared/ISDM.md: identities, the behaviour of L_ER and of the margins."""
+"""ISDM as docs/isdm.md states it: identities, the behaviour of L_ER and of the margins."""
 
 from __future__ import annotations
 
@@ -9,15 +9,18 @@ import torch
 import torch.nn.functional as F
 
 from rsdistill.config import build_config
+from rsdistill.errors import ConfigError
 from rsdistill.distillers import registry
 from rsdistill.distillers.isdm import (
     InstanceScaler,
+    coupled_margin,
     dynamic_margin,
     entropy_regularization,
+    er_optimal_shift,
     scaled_soft_label,
     scaler_input,
 )
-from rsdistill.distillers.losses import softened_kl
+from rsdistill.distillers.losses import decoupled_kl_per_sample, softened_kl
 
 from .conftest import build_distiller, fixed_batch
 
@@ -125,17 +128,18 @@ def test_dynamic_margin_sign_and_range():
 
 def test_margin_modes_and_that_the_margin_shifts_the_target_logit_only():
     b = batch()
-    dyn = make("isdm", margin="dynamic")
+    dyn = make("isdm", margin="dynamic", margin_source="gap")
     with torch.no_grad():
         zt = dyn.teacher(b["image"]).logits
     p_t = F.softmax(zt / 4.0, 1)
-    m = dyn.margins(zt, b["label"], p_t)
+    parts = {"p_t": p_t, "a": torch.zeros(8)}
+    m = dyn.margins(zt, b["label"], parts)
     gaps = dyn.difficulty(zt, b["label"], p_t)
     assert m[gaps.argmax()] > 0 and m[gaps.argmin()] < 0
     fixed = make("isdm", margin="fixed", m=3.0)
-    assert torch.equal(fixed.margins(zt, b["label"], p_t), torch.full((8,), 3.0))
+    assert torch.equal(fixed.margins(zt, b["label"], parts), torch.full((8,), 3.0))
     none = make("isdm", margin="none")
-    assert torch.equal(none.margins(zt, b["label"], p_t), torch.zeros(8))
+    assert torch.equal(none.margins(zt, b["label"], parts), torch.zeros(8))
 
     zs = torch.randn(8, C)
     onehot = F.one_hot(b["label"], C).float()
@@ -152,7 +156,8 @@ def test_margin_source_prob_reaches_the_margins():
     y = torch.tensor([0, 0, 0])
     p_t = F.softmax(zt / 4.0, 1)
     d = make("isdm", margin_source="prob", m=5.0)
-    assert torch.allclose(d.margins(zt, y, p_t), dynamic_margin(p_t[:, 0], 5.0, d.cfg.eps))
+    assert torch.allclose(d.margins(zt, y, {"p_t": p_t, "a": torch.zeros(3)}),
+                          dynamic_margin(p_t[:, 0], 5.0, d.cfg.eps))
 
 
 def test_scaler_output_is_clamped_to_a_max():
@@ -220,11 +225,11 @@ def test_scaler_is_an_extra_module_without_weight_decay():
 
 
 def test_every_hyper_parameter_is_overridable():
-    cfg = build_config({"method": {"name": "isdm", "T": 2, "alpha": 0.5, "gamma": 2, "beta": 0.2,
+    cfg = build_config({"method": {"name": "isdm", "T": 2, "ce_weight": 0.5, "gamma": 2, "beta": 0.2,
                                    "m": 3, "lambda_H": 0.3, "h": 32, "scaling": False,
                                    "margin": "fixed", "margin_source": "prob", "is_input": "probs",
                                    "is_grad_from_kd": True}}).method
-    assert (cfg.T, cfg.alpha, cfg.gamma, cfg.beta, cfg.m, cfg.lambda_H, cfg.h) == (2, 0.5, 2, 0.2, 3, 0.3, 32)
+    assert (cfg.T, cfg.ce_weight, cfg.gamma, cfg.beta, cfg.m, cfg.lambda_H, cfg.h) == (2, 0.5, 2, 0.2, 3, 0.3, 32)
     assert (cfg.scaling, cfg.margin, cfg.margin_source, cfg.is_input, cfg.is_grad_from_kd) == (
         False, "fixed", "prob", "probs", True)
     cfg = build_config({"method": {"name": "isdm", "a_max": 2, "eps": 1e-3, "warmup_epochs": 7,
@@ -344,3 +349,73 @@ def test_ablate_rows_runs_and_tabulates_only_the_named_rows(capsys, scenes, teac
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["is_fm3", "wo_dm"]
     code, _, err = run_cli(capsys, *args, "wo_scaling")
     assert code != 0 and "wo_scaling" in err and "wo_is" in err
+
+
+def test_the_ce_weight_is_ce_weight_and_its_old_name_alpha_still_loads():
+    assert build_config({"method": {"name": "isdm", "alpha": 0.3}}).method.ce_weight == 0.3
+    with pytest.raises(ConfigError, match="once"):
+        build_config({"method": {"name": "isdm", "alpha": 0.3, "ce_weight": 0.3}})
+
+
+# ---------------------------------------------------------------------- the coupled margin (defaults)
+def test_er_optimal_shift_is_the_stationary_point_of_l_er_per_sample():
+    zt = torch.tensor([[14.0, 1.0, 0.5, 0.0, -1.0, 0.0], [0.2, 1.5, 1.4, 0.0, 0.0, 0.0],
+                       [2.0, 2.0, 2.0, 2.0, 2.0, 2.0], [-1.0, 3.0, 0.0, 0.0, 0.0, 0.0]])
+    y = torch.tensor([0, 0, 3, 0])
+    p_t = F.softmax(zt / 4.0, 1)
+    for lam in (1.0, 0.3):
+        a = er_optimal_shift(p_t, y, lam, a_max=50.0).requires_grad_(True)
+        q = scaled_soft_label(zt, y, a, 4.0)
+        per_sample = [entropy_regularization(q[i:i + 1], y[i:i + 1], lam) for i in range(4)]
+        grads = torch.autograd.grad(sum(per_sample), a)[0]
+        assert grads.abs().max().item() < 1e-5, (lam, grads)
+    # the interior level is set by lambda_H: easy samples are lowered, hard ones raised
+    a = er_optimal_shift(p_t, y, 1.0, a_max=5.0)
+    assert a[0] < 0 < a[3]
+    assert torch.equal(er_optimal_shift(p_t, y, 1.0, a_max=0.5), a.clamp(-0.5, 0.5))
+    assert torch.equal(er_optimal_shift(p_t, y, 0.0, a_max=5.0), torch.full((4,), 5.0))
+
+
+def test_coupled_margin_with_kappa_1_keeps_the_teachers_prediction_as_the_students_optimum():
+    """m_i = -T a_i: a student equal to the teacher has zero alignment loss whatever IS does, and
+    the loss is TCKD on the shifted binaries plus (1 - q_y) NCKD (IS reweights, DM re-centres)."""
+    zt = torch.randn(5, C) * 2
+    y = torch.tensor([0, 1, 2, 3, 4])
+    a = torch.tensor([-1.5, -0.5, 0.0, 0.7, 2.0])
+    d = make("isdm")
+    q = scaled_soft_label(zt, y, a, 4.0)
+    m = coupled_margin(a, 4.0, 1.0)
+    assert torch.allclose(m, -4.0 * a)
+    assert d.alignment(zt, y, q, m).item() == pytest.approx(0.0, abs=1e-6)
+    zs = torch.randn(5, C)
+    onehot = F.one_hot(y, C).float()
+    tckd, nckd = decoupled_kl_per_sample(zs + 4.0 * a[:, None] * onehot, zt + 4.0 * a[:, None] * onehot, y, 4.0)
+    q_y = q.gather(1, y[:, None]).squeeze(1)
+    expected = (tckd + (1 - q_y) * nckd).mean()
+    assert d.alignment(zs, y, q, m).item() == pytest.approx(expected.item(), rel=1e-5)
+    half = coupled_margin(a, 4.0, 0.5)
+    assert d.alignment(zt, y, q, half).item() > 1e-4  # kappa < 1: the student is moved towards q
+
+
+def test_dm_alone_uses_the_shift_a_perfect_scaler_would_learn_and_each_half_changes_the_loss():
+    b = batch()
+    full, wo_is, wo_dm = make("isdm"), make("isdm", scaling=False), make("isdm", margin="none")
+    torch.manual_seed(5)
+    for p in full.scaler.parameters():  # a trained scaler: away from its zero start (q = p_t)
+        torch.nn.init.normal_(p, std=0.5)
+    wo_dm.scaler.load_state_dict(full.scaler.state_dict())
+    for d in (wo_is, wo_dm):
+        d.student.load_state_dict(full.student.state_dict())
+        d.teacher.load_state_dict(full.teacher.state_dict())
+    with torch.no_grad():
+        zt = full.teacher(b["image"]).logits
+    p_t = F.softmax(zt / 4.0, 1)
+    expected = -4.0 * er_optimal_shift(p_t, b["label"], 1.0, 5.0)
+    assert torch.allclose(wo_is.margins(zt, b["label"], {"p_t": p_t, "a": torch.zeros(8)}), expected, atol=1e-5)
+    kd = make("kd")
+    kd.student.load_state_dict(full.student.state_dict())
+    kd.teacher.load_state_dict(full.teacher.state_dict())
+    values = {name: d.forward_train(b)[1] for name, d in
+              {"full": full, "wo_is": wo_is, "wo_dm": wo_dm, "kd": kd}.items()}
+    aligns = [values["full"]["align"], values["wo_is"]["align"], values["wo_dm"]["align"], values["kd"]["kd"]]
+    assert len({round(v.item(), 4) for v in aligns}) == 4

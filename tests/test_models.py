@@ -44,7 +44,7 @@ def test_post_relu_stage_features_are_relu_of_the_pre_relu_ones(name):
 
 
 @pytest.mark.parametrize("size", [20, 45, 96, 256])
-@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "resnet8x4", "wrn_16_2"])
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "shufflenet_v2_x0_5", "resnet8x4", "wrn_16_2"])
 def test_any_input_size_works(name, size):
     model = build_model(name, 7).eval()
     with torch.no_grad():
@@ -98,3 +98,8 @@ def test_weights_for_another_architecture_are_a_clear_error(tmp_path):
 
 def test_student_is_smaller_than_teacher():
     assert count_parameters(build_model("resnet18", 30)) < 0.6 * count_parameters(build_model("resnet34", 30))
+
+
+def test_shufflenet_has_no_bn_before_relu_and_says_why():
+    with pytest.raises(TypeError, match="channel shuffle"):
+        build_model("shufflenet_v2_x0_5", 3).bn_before_relu()

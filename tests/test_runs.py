@@ -207,8 +207,9 @@ def test_resnet34_teacher_and_resnet18_student_pair_runs(capsys, scenes, tmp_pat
     ],
 )
 def test_distill_rejects_teachers_that_do_not_fit(capsys, scenes, teacher_run, tmp_path, extra, fragments):
-    from rsdistill.data import save_split, scan_folder, stratified_split
-    from rsdistill.data.synth import generate_dataset
+    from rsdistill.data.folders import scan_folder
+    from rsdistill.data.splits import save_split, stratified_split
+    from rsdistill.synth import generate_dataset
 
     other = tmp_path / "other"
     generate_dataset(other, classes=3, per_class=4, size=16, seed=1)
@@ -291,7 +292,7 @@ def test_lr_schedule_steps_at_milestones_and_warms_up_linearly():
 
 
 def test_a_method_that_rejects_the_data_stops_before_the_run_directory_exists(capsys, tmp_path):
-    from rsdistill.data.synth import generate_dataset
+    from rsdistill.synth import generate_dataset
 
     two = tmp_path / "two"
     generate_dataset(two, classes=2, per_class=6, size=16, seed=0)
@@ -352,3 +353,26 @@ def test_table_compares_finished_runs_and_refuses_unfinished_ones(capsys, teache
     (tmp_path / "half").mkdir()
     code, _, err = run_cli(capsys, "table", tmp_path / "half")
     _one_line_error(code, err, "half", "not a finished run")
+
+
+def fake_run(path: Path, top1: float, method: str = "kd") -> Path:
+    """A finished run directory with only what tables read."""
+    path.mkdir(parents=True)
+    (path / "metrics.json").write_text(json.dumps({"top1": top1, "top5": 90.0, "best_top1": top1, "epochs": 3,
+                                                   "model": "resnet18", "method": method, "seconds": 60.0}))
+    (path / "config.yaml").write_text(f"method:\n  name: {method}\n")
+    return path
+
+
+def test_table_groups_seed_runs_into_mean_and_std_with_the_seed_count(capsys, tmp_path):
+    runs = [fake_run(tmp_path / "alone" / f"seed{s}", v, "ce") for s, v in enumerate((60.0, 62.0, 64.0))]
+    runs += [fake_run(tmp_path / "kd" / f"seed{s}", v) for s, v in enumerate((65.0, 66.0))]
+    code, out, err = run_cli(capsys, "table", *runs, "--group-seeds", "--baseline", tmp_path / "alone",
+                             "--out", tmp_path / "t")
+    assert code == 0, err
+    rows = (tmp_path / "t.csv").read_text().strip().splitlines()
+    assert len(rows) == 3
+    assert rows[1].startswith("alone,") and ",3,62.00 ± 2.00," in rows[1]
+    assert rows[2].startswith("kd,") and ",2,65.50 ± 0.71," in rows[2] and "+3.50" in rows[2]
+    code, _, err = run_cli(capsys, "table", *runs, "--group-seeds", "--baseline", tmp_path / "nope")
+    _one_line_error(code, err, "nope", "not one of the tabulated settings")

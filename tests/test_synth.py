@@ -1,4 +1,4 @@
-"""Specification of the synthetic aerial-scene generator (rsdistill.data.synth)."""
+"""Specification of the synthetic aerial-scene generator (rsdistill.synth)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rsdistill.data import synth
-from rsdistill.data.synth import SCENE_CLASSES, generate_dataset, render_scene
 from rsdistill.errors import DataError
+from rsdistill.synth import SCENE_CLASSES, generate_dataset, render_scene, writer
 
 DEFAULT_12 = ["water", "forest", "agricultural", "beach", "river", "freeway", "runway",
               "dense_residential", "medium_residential", "sparse_residential", "parking_lot", "bare_land"]
@@ -156,7 +155,7 @@ def test_rerun_with_same_parameters_reuses_the_folder(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("regenerated")
 
-    monkeypatch.setattr(synth, "render_scene", boom)
+    monkeypatch.setattr(writer, "render_scene", boom)  # where generate_dataset looks it up
     assert generate_dataset(out, classes=2, per_class=2, size=16, seed=1) == names
 
 
@@ -220,7 +219,7 @@ def test_boundary_arguments_are_accepted(tmp_path):
 
 
 def test_failure_during_generation_leaves_nothing_behind(tmp_path, monkeypatch):
-    real = synth.render_scene
+    real = writer.render_scene
     calls = []
 
     def flaky(name, size, rng):
@@ -229,14 +228,14 @@ def test_failure_during_generation_leaves_nothing_behind(tmp_path, monkeypatch):
             raise RuntimeError("disk on fire")
         return real(name, size, rng)
 
-    monkeypatch.setattr(synth, "render_scene", flaky)
+    monkeypatch.setattr(writer, "render_scene", flaky)
     out = tmp_path / "s"
     with pytest.raises(RuntimeError, match="disk on fire"):
         generate_dataset(out, classes=2, per_class=3, size=16)
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []
     # and a clean run afterwards works
-    monkeypatch.setattr(synth, "render_scene", real)
+    monkeypatch.setattr(writer, "render_scene", real)
     assert generate_dataset(out, classes=2, per_class=3, size=16) == DEFAULT_12[:2]
     assert _leftovers(tmp_path) == []
 

@@ -18,10 +18,11 @@ log = logging.getLogger("rsdistill")
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", metavar="DIR", help="dataset folder (one sub-folder per class)")
+    p.add_argument("--data", metavar="DIR", help="dataset folder (one sub-folder per class); with --resume: "
+                                                 "the run's dataset at a new place")
     p.add_argument("--preset", choices=["folder", "ucm", "aid", "nwpu"],
                    help="known dataset layout and class count check (default: folder)")
-    p.add_argument("--out", metavar="RUN", help="run directory to create")
+    p.add_argument("--out", metavar="RUN", help="run directory to create (a new or empty folder, outside the data)")
     p.add_argument("--config", metavar="FILE", action="append", default=[],
                    help="YAML config (see configs/); repeat to layer files, later ones win")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", action="extend",
@@ -94,7 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("table", help="compare finished run directories (top-1/top-5, Markdown/CSV/LaTeX)")
     p.add_argument("runs", nargs="+", metavar="RUN")
-    p.add_argument("--baseline", metavar="RUN", help="report each run's top-1 difference to this run")
+    p.add_argument("--baseline", metavar="RUN", help="report each run's top-1 difference to this run "
+                                                     "(with --group-seeds: to this setting's folder)")
+    p.add_argument("--group-seeds", action="store_true",
+                   help="one row per setting for runs laid out as SETTING/seed<k>: mean ± std over seeds")
     p.add_argument("--out", metavar="STEM", help="also write STEM.md, STEM.csv and STEM.tex")
     p.add_argument("--title", default="")
 
@@ -157,7 +161,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .experiments.single import run
 
     if args.resume:
-        metrics = run(None, args.resume, resume=True)  # type: ignore[arg-type]
+        # --data with --resume: the run's dataset has moved there (its fingerprint is checked).
+        metrics = run(None, args.resume, resume=True, data_root=args.data)
         out = args.resume
     else:
         if not args.out:
@@ -225,7 +230,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from .data.synth import generate_dataset
+    from .synth import generate_dataset
 
     names = generate_dataset(args.out, classes=args.classes, per_class=args.per_class, size=args.size,
                              seed=args.seed, progress=not args.quiet)
@@ -235,9 +240,13 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from .reports.runs_table import runs_table
+    from .reports.runs_table import runs_table, seed_groups_table
 
-    table = runs_table([Path(r) for r in args.runs], Path(args.baseline) if args.baseline else None, args.title)
+    runs = [Path(r) for r in args.runs]
+    if args.group_seeds:
+        table = seed_groups_table(runs, args.baseline, args.title)
+    else:
+        table = runs_table(runs, Path(args.baseline) if args.baseline else None, args.title)
     print(table.to_markdown())
     if args.out:
         paths = table.write(Path(args.out), ("md", "csv", "tex"))

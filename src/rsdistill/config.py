@@ -12,14 +12,12 @@ Each distillation method owns its typed config (next to the method, see ``distil
 
 from __future__ import annotations
 
-import difflib
+import os
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     SerializeAsAny,
     ValidationError,
@@ -27,18 +25,14 @@ from pydantic import (
     model_validator,
 )
 
+from .distillers import registry
 from .errors import ConfigError
+from .section import Section, format_validation_error, suggest
 
 # Fractions of the epochs at which the article's schedule (60/120/160 of 200) decays the lr.
 MILESTONE_FRACTIONS = (0.3, 0.6, 0.8)
-# The distillation warm-up is 20 of 200 epochs; it scales with the epochs like the milestones.
-WARMUP_FRACTION = 0.1
-
-
-class Section(BaseModel):
-    """A config section: unknown keys are errors, values are validated on assignment too."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+# The fields that name files or folders: stored absolute in a run's config.yaml.
+PATH_FIELDS = ("data.root", "data.split_file", "teacher.checkpoint", "model.weights")
 
 
 class DataConfig(Section):
@@ -53,12 +47,33 @@ class DataConfig(Section):
     hflip: bool = True
     # Aerial images have no canonical orientation: vertical flips and 90-degree rotations.
     rs_aug: bool = False
+    # K > 0: a fixed bank of K augmented views per training image, drawn from the run's seed (crop
+    # box and orientation; with rs_aug the 8 orientations of D4); each epoch shows one view per
+    # image. Lets a teacher's outputs be computed once per view (teacher.cache). 0: fresh
+    # augmentation at every step.
+    view_bank: int = Field(0, ge=0)
     # "memory": decode once per run; "disk": also keep the decoded tensors under cache_dir
     # (default ~/.cache/rsdistill) so the next run skips decoding; "off": decode on every access.
     cache: Literal["memory", "disk", "off"] = "memory"
     cache_dir: str | None = None
+    # TIFFs of more than 8 bits (16-bit, float): "per_image" stretches each band of each image
+    # linearly from its 2nd to its 98th percentile onto 0-255 (clipping the rest); "none" takes
+    # 8-bit images only and names any other file as an error. 8-bit TIFFs and the other formats
+    # are read as they are with either value.
+    tiff_stretch: Literal["per_image", "none"] = "per_image"
+    # TIFFs of more than 3 bands: the 3 band indices (from 0) shown as R, G, B, e.g. [3, 2, 1] for
+    # a near-infrared false-colour composite of B, G, R, NIR bands. None: such an image is an error
+    # naming the file. Grey (1 band) and 3-band images are read as they are.
+    bands: list[int] | None = None
     # Loader processes; -1 picks 0 on the CPU (the images are already decoded) and 4 on CUDA.
     workers: int = Field(-1, ge=-1)
+
+    @field_validator("bands")
+    @classmethod
+    def _three_bands(cls, bands: list[int] | None) -> list[int] | None:
+        if bands is not None and (len(bands) != 3 or min(bands) < 0):
+            raise ValueError(f"must be 3 band indices from 0, shown as R, G, B (got {bands})")
+        return bands
 
     @model_validator(mode="after")
     def _ratios_leave_a_test_split(self) -> DataConfig:
@@ -81,7 +96,7 @@ class ModelConfig(Section):
         from .models.registry import MODELS
 
         if name not in MODELS:
-            raise ValueError(f"unknown model '{name}'{_suggest(name, MODELS)}; see `rsdistill models`")
+            raise ValueError(f"unknown model '{name}'{suggest(name, MODELS)}; see `rsdistill models`")
         return name
 
 
@@ -90,6 +105,10 @@ class TeacherConfig(Section):
     checkpoint: str | None = None
     # The architecture the teacher must have (checked against the checkpoint); None: any.
     model: str | None = None
+    # With data.view_bank: compute the teacher's logits on every view once, before training, for
+    # methods whose teacher signal is its logits (the others run the teacher live). Kept in
+    # memory, and under the disk cache with data.cache=disk.
+    cache: bool = True
 
 
 class TrainConfig(Section):
@@ -136,10 +155,6 @@ class TrainConfig(Section):
         return [e for e in scaled if e < self.epochs]
 
 
-def default_warmup(epochs: int) -> int:
-    return round(WARMUP_FRACTION * epochs)
-
-
 class RunConfig(Section):
     seed: int = Field(0, ge=0)
     data: DataConfig = DataConfig()
@@ -151,8 +166,6 @@ class RunConfig(Section):
     @field_validator("method", mode="before")
     @classmethod
     def _method_config(cls, value: Any) -> Any:
-        from .distillers import registry
-
         if value is None:
             value = {"name": "ce"}
         if isinstance(value, registry.MethodConfig):
@@ -162,11 +175,22 @@ class RunConfig(Section):
         return registry.method_config(dict(value))
 
     def resolve(self) -> RunConfig:
-        """Fill what depends on other fields (milestones, warm-up) so config.yaml is explicit."""
+        """Fill what depends on other train fields (the milestones) so config.yaml is explicit. The
+        method's run-dependent defaults (warm-up, per-pair weights) need the models and the data:
+        ``Distiller.resolve_config`` fills them when the run starts."""
         cfg = self.model_copy(deep=True)
         cfg.train.milestones = cfg.train.resolved_milestones()
-        if "warmup_epochs" in type(cfg.method).model_fields and cfg.method.warmup_epochs is None:
-            cfg.method.warmup_epochs = default_warmup(cfg.train.epochs)
+        return cfg
+
+    def with_absolute_paths(self) -> RunConfig:
+        """The paths made absolute (from the working folder), so that a run's config.yaml works
+        from any working folder (eval, --resume, a student naming the run as its teacher)."""
+        cfg = self.model_copy(deep=True)
+        for dotted in PATH_FIELDS:
+            section, name = dotted.split(".")
+            value = getattr(getattr(cfg, section), name)
+            if value:
+                setattr(getattr(cfg, section), name, os.path.abspath(os.path.expanduser(value)))
         return cfg
 
     def to_dict(self) -> dict[str, Any]:
@@ -240,37 +264,4 @@ def build_config(*layers: dict[str, Any], source: str = "config") -> RunConfig:
     try:
         return RunConfig.model_validate(merged)
     except ValidationError as e:
-        raise ConfigError(f"{source}: {format_validation_error(e, merged)}") from None
-
-
-def format_validation_error(e: ValidationError, given: dict[str, Any] | None = None,
-                            prefix: tuple[str, ...] = ()) -> str:
-    err = e.errors()[0]
-    loc = [*prefix, *(str(p) for p in err["loc"] if not str(p).startswith("function-"))]
-    field = ".".join(loc)
-    if err["type"] == "extra_forbidden":
-        known = _known_fields(loc[:-1], given)
-        return f"unknown field '{field}'{_suggest(loc[-1], known)}"
-    msg = err["msg"].removeprefix("Value error, ")
-    if "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict):
-        return f"{field}: {msg} (got {err['input']!r})" if field else msg
-    return f"{field}: {msg}" if field else msg
-
-
-def _known_fields(section: list[str], given: dict[str, Any] | None) -> list[str]:
-    model: Any = RunConfig
-    for part in section:
-        if part == "method":
-            from .distillers import registry
-
-            name = (given or {}).get("method", {}).get("name", "ce")
-            model = registry.get(name).Config if name in registry.METHODS else None
-            continue
-        ann = model.model_fields.get(part) if model is not None else None
-        model = ann.annotation if ann is not None else None
-    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
-
-
-def _suggest(word: str, choices: Any) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"{source}: {format_validation_error(e, RunConfig)}") from None

@@ -20,3 +20,7 @@ class DataError(RsDistillError):
 
 class CheckpointError(RsDistillError):
     """A checkpoint is missing, corrupt, or does not match the model or data it is used with."""
+
+
+class TrainingDiverged(RsDistillError):
+    """The loss became NaN or infinite; the last good state is in the run's last checkpoint."""

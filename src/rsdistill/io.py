@@ -10,12 +10,21 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """Write through ``write(file)`` to a temporary file beside ``path``, then rename over it."""
+    """Write through ``write(file)`` to a temporary file beside ``path``, then rename over it.
+    The file gets the permissions a plain ``open`` would give (0666 minus the umask): a temporary
+    file is created owner-only, which would hide results in a lab's shared folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

@@ -1,9 +1,5 @@
-"""Data: folder datasets and presets, splits, the decoded cache, transforms, synthetic scenes."""
+"""Data: folder datasets and presets, splits, the decoded cache, transforms -> a DataModule.
 
-from .datamodule import DataInfo, DataModule
-from .folders import FolderIndex, scan_folder
-from .presets import PRESETS, scan_dataset
-from .splits import Split, load_split, save_split, stratified_split
-
-__all__ = ["PRESETS", "DataInfo", "DataModule", "FolderIndex", "Split", "load_split", "save_split",
-           "scan_dataset", "scan_folder", "stratified_split"]
+Import from the modules (``data.datamodule``, ``data.splits``, ...): this package imports nothing,
+so that ``data.info`` (what methods may know about the data) comes without the pipeline.
+"""

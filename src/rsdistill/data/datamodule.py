@@ -9,7 +9,6 @@ method is known here.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -18,33 +17,17 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..config import DataConfig
 from ..errors import ConfigError, DataError
-from .decode import DecodedCache, decode_image
+from .decode import DecodedCache, DecodeOptions, decode_image
 from .folders import FolderIndex
+from .info import DataInfo
 from .presets import scan_dataset
 from .splits import Split, load_split, stratified_split
-from .transforms import channel_stats, eval_transform, strong_transform, train_transform
+from .transforms import channel_stats, crop_padding_px, eval_transform, strong_transform, train_transform
+from .view_bank import ViewBank
 
 log = logging.getLogger(__name__)
 
 KNOWN_NEEDS = frozenset({"two_views", "indices"})
-
-
-@dataclass(frozen=True)
-class DataInfo:
-    """What a model or a method may know about the data."""
-
-    class_names: list[str]
-    image_size: int
-    train_labels: Tensor  # labels of the training split, in loader index order
-    train_paths: list[str] = field(default_factory=list)  # same order, relative to the data root
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    @property
-    def num_train(self) -> int:
-        return len(self.train_labels)
 
 
 def default_cache_dir() -> Path:
@@ -57,14 +40,14 @@ def default_cache_dir() -> Path:
 class LazyImages:
     """Decode on access, for datasets that do not fit in memory (``cache: off``)."""
 
-    def __init__(self, root: Path, paths: list[str], size: int):
-        self.root, self.paths, self.size = root, paths, size
+    def __init__(self, root: Path, paths: list[str], size: int, options: DecodeOptions = DecodeOptions()):
+        self.root, self.paths, self.size, self.options = root, paths, size, options
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> Tensor:
-        return decode_image(self.root / self.paths[i], self.size)
+        return decode_image(self.root / self.paths[i], self.size, self.options)
 
 
 class SceneDataset(Dataset):
@@ -77,6 +60,38 @@ class SceneDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, Tensor | int]:
         img = self.images[i]
         item = {"image": self.transform(img), "label": int(self.labels[i]), "index": i}
+        if self.strong is not None:
+            item["image_strong"] = self.strong(img)
+        return item
+
+
+class BankViews(Dataset):
+    """All N x K views of the bank, item ``i * K + k`` being view k of image i."""
+
+    def __init__(self, images, bank: ViewBank):
+        self.images, self.bank = images, bank
+
+    def __len__(self) -> int:
+        return self.bank.num_images * self.bank.views
+
+    def __getitem__(self, j: int) -> dict[str, Tensor | int]:
+        i, k = divmod(j, self.bank.views)
+        return {"image": self.bank.view(self.images[i], i, k), "index": i, "view": k}
+
+
+class BankDataset(Dataset):
+    """Training images as one view of the bank each (``views[i]``, this epoch's draw); the batch
+    carries the view's number so cached teacher outputs can be looked up by (index, view)."""
+
+    def __init__(self, images, labels: Tensor, bank: ViewBank, views: Tensor, strong=None):
+        self.images, self.labels, self.bank, self.views, self.strong = images, labels, bank, views, strong
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict[str, Tensor | int]:
+        img, k = self.images[i], int(self.views[i])
+        item = {"image": self.bank.view(img, i, k), "label": int(self.labels[i]), "index": i, "view": k}
         if self.strong is not None:
             item["image_strong"] = self.strong(img)
         return item
@@ -95,6 +110,7 @@ class DataModule:
         if not cfg.root:
             raise ConfigError("data.root: no dataset folder given (use --data DIR)")
         self.cfg, self.seed, self.needs, self.progress = cfg, seed, frozenset(needs), progress
+        self._bank: ViewBank | None = None
         self.device = device
         self.index: FolderIndex = index or scan_dataset(cfg.preset, cfg.root)
         if split is None and cfg.split_file:
@@ -127,12 +143,13 @@ class DataModule:
             return torch.empty((0, 3, self.cfg.image_size, self.cfg.image_size), dtype=torch.uint8)
         root = self.index.root
         if self.cfg.cache == "off":
-            return LazyImages(root, paths, self.cfg.image_size)
+            return LazyImages(root, paths, self.cfg.image_size, DecodeOptions.of(self.cfg))
         directory = None
         if self.cfg.cache == "disk":
             directory = self.cfg.cache_dir or default_cache_dir()
         try:
-            return DecodedCache(directory, self.progress).load(root, paths, self.cfg.image_size)
+            cache = DecodedCache(directory, self.progress, DecodeOptions.of(self.cfg))
+            return cache.load(root, paths, self.cfg.image_size)
         except PermissionError as e:
             raise DataError(f"data.cache_dir: cannot write the decoded cache ({e})") from None
 
@@ -158,17 +175,48 @@ class DataModule:
             drop_last=False, persistent_workers=False,
         )
 
+    @property
+    def view_bank(self) -> ViewBank | None:
+        """The fixed bank of ``data.view_bank`` views per training image (None when off)."""
+        if not self.cfg.view_bank:
+            return None
+        if self._bank is None:
+            c = self.cfg
+            self._bank = ViewBank.draw(len(self._labels["train"]), c.view_bank, c.image_size,
+                                       crop_padding_px(c), c.hflip, c.rs_aug, self.seed)
+        return self._bank
+
     def train_loader(self, batch_size: int, epoch_seed: int) -> DataLoader:
-        """Shuffled and augmented; ``epoch_seed`` fixes the order (and the workers' augmentation)."""
+        """Shuffled and augmented; ``epoch_seed`` fixes the order, the augmentation (or the view of
+        the bank each image shows) and the workers' draws."""
         images, labels = self._images_of["train"], self._labels["train"]
         strong = strong_transform(self.cfg) if "two_views" in self.needs else None
-        dataset = SceneDataset(images, labels, train_transform(self.cfg), strong)
+        bank = self.view_bank
+        if bank is not None:
+            dataset: Dataset = BankDataset(images, labels, bank, bank.epoch_views(epoch_seed), strong)
+        else:
+            dataset = SceneDataset(images, labels, train_transform(self.cfg), strong)
         return self._loader(dataset, batch_size, shuffle=True, seed=epoch_seed)
+
+    def bank_views_loader(self, batch_size: int) -> DataLoader:
+        """Every view of every training image, in (image, view) order, unshuffled: what a teacher's
+        outputs are cached from."""
+        bank = self.view_bank
+        if bank is None:
+            raise ValueError("data.view_bank is 0: there is no bank of views")
+        return self._loader(BankViews(self._images_of["train"], bank), batch_size, shuffle=False)
 
     def eval_loader(self, part: str, batch_size: int) -> DataLoader:
         """``part``: "train" (unaugmented training images), "val" or "test"."""
         images, labels = self._images_of[part], self._labels[part]
         return self._loader(SceneDataset(images, labels, eval_transform()), batch_size, shuffle=False)
+
+    def train_images_tensor(self) -> Tensor:
+        """The decoded training images as one uint8 tensor (decoding them when not cached)."""
+        images = self._images_of["train"]
+        if isinstance(images, LazyImages):
+            return torch.stack([images[i] for i in range(len(images))]) if len(images) else torch.empty(0)
+        return images
 
     def labels(self, part: str) -> Tensor:
         return self._labels[part]

@@ -1,8 +1,12 @@
 """Decoding images once into uint8 tensors at the training resolution (the decoded cache).
 
 Epochs then augment tensors instead of re-decoding TIFF/JPEG files. With ``cache="disk"`` the
-decoded tensor is also kept in a file keyed by the file list, file sizes/mtimes and the size, so
-the next run on the same data skips decoding.
+decoded tensor is also kept in a file keyed by the file list, file sizes/mtimes, the size and the
+decoding options, so the next run on the same data skips decoding.
+
+TIFFs beyond 8-bit RGB (16-bit, float, more than 3 bands) are read with tifffile: PIL would clip
+16-bit values to 255 and turn float images black. They become 8-bit RGB through the documented
+``data.tiff_stretch`` and ``data.bands`` options (:class:`DecodeOptions`).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import hashlib
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,27 +28,134 @@ from ..io import atomic_write
 log = logging.getLogger(__name__)
 
 
-def decode_image(path: Path, size: int) -> torch.Tensor:
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How TIFFs that are not 8-bit RGB become 8-bit RGB (``data.tiff_stretch``, ``data.bands``)."""
+
+    tiff_stretch: str = "per_image"
+    bands: tuple[int, ...] | None = None
+
+    @classmethod
+    def of(cls, data_cfg) -> DecodeOptions:
+        return cls(data_cfg.tiff_stretch, tuple(data_cfg.bands) if data_cfg.bands is not None else None)
+
+    def key(self) -> str:
+        return f"{self.tiff_stretch}|{','.join(map(str, self.bands)) if self.bands else '-'}"
+
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+# Percentiles of the per-image stretch: the darkest and brightest 2 % (sensor noise, specular
+# glints, no-data borders) saturate instead of compressing the scene into a few grey levels.
+STRETCH_PERCENTILES = (2.0, 98.0)
+
+
+def decode_image(path: Path, size: int, options: DecodeOptions = DecodeOptions()) -> torch.Tensor:
     """One image as a 3 x size x size uint8 tensor (RGB, resized with antialiasing)."""
+    path = Path(path)
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            if im.size != (size, size):
-                im = im.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
+        arr = _read_tiff(path, options) if path.suffix.lower() in TIFF_SUFFIXES else None
+        if arr is None:  # not a TIFF, or an 8-bit one of at most 3 bands: PIL reads it as before
+            with Image.open(path) as im:
+                im = im.convert("RGB")
+                if im.size != (size, size):
+                    im = im.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
+                arr = np.asarray(im, dtype=np.uint8)
+        elif arr.shape[:2] != (size, size):
+            im = Image.fromarray(arr, "RGB").resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
             arr = np.asarray(im, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
         raise DataError(f"cannot read image '{path}': {e}".splitlines()[0]) from None
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 
 
+def _read_tiff(path: Path, options: DecodeOptions) -> np.ndarray | None:
+    """A TIFF as H x W x 3 uint8, or None where PIL reads it faithfully (8-bit, at most 3 bands
+    besides alpha: palette, YCbCr and JPEG/LZW compression need no extra codec there)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page, series = tif.pages[0], tif.series[0]
+            alpha = (page.photometric == tifffile.PHOTOMETRIC.RGB and page.samplesperpixel == 4
+                     and page.extrasamples and int(page.extrasamples[0]) in (1, 2))
+            bands = _band_count(series.shape, series.axes) - int(bool(alpha))
+            if series.dtype in (np.uint8, np.bool_) and bands <= 3:
+                return None
+            data = series.asarray()
+    except tifffile.TiffFileError:
+        return None  # not really a TIFF (a renamed JPEG or PNG): PIL decides
+    except ValueError as e:  # e.g. "<COMPRESSION.LZW: 5> requires the 'imagecodecs' package"
+        raise DataError(f"cannot read image '{path}': {e}".splitlines()[0]) from None
+    data = _bands_last(data, series.axes, path)
+    if alpha:
+        data = data[..., :3]
+    n = data.shape[-1]
+    if n > 3:
+        if options.bands is None:
+            raise DataError(f"image '{path}' has {n} bands: choose the 3 shown as RGB with "
+                            "data.bands (e.g. --set 'data.bands=[2,1,0]')")
+        if max(options.bands) >= n:
+            raise DataError(f"image '{path}' has {n} bands; data.bands={list(options.bands)} asks for band "
+                            f"{max(options.bands)} (band indices start at 0)")
+        data = data[..., list(options.bands)]
+    elif n == 2:
+        raise DataError(f"image '{path}' has 2 bands; only 1 (grey), 3 (RGB) or more with data.bands are read")
+    if data.dtype != np.uint8:
+        if options.tiff_stretch == "none":
+            raise DataError(f"image '{path}' holds {data.dtype} values and data.tiff_stretch=none takes "
+                            "8-bit images only: use data.tiff_stretch=per_image")
+        data = stretch_per_image(data)
+    if data.shape[-1] == 1:  # grey: the same band on R, G and B
+        data = np.repeat(data, 3, axis=-1)
+    return np.ascontiguousarray(data)
+
+
+def _band_count(shape: tuple[int, ...], axes: str) -> int:
+    extra = [n for n, a in zip(shape, axes) if a not in "YX"]
+    return int(np.prod(extra)) if extra else 1
+
+
+def _bands_last(data: np.ndarray, axes: str, path: Path) -> np.ndarray:
+    """H x W x bands from the series' axes ('YX', 'YXS', 'SYX', or a band per page: 'QYX', ...)."""
+    keep = [i for i, (n, a) in enumerate(zip(data.shape, axes)) if a in "YX" or n > 1]
+    data = data.reshape([data.shape[i] for i in keep])
+    axes = "".join(axes[i] for i in keep)
+    if axes == "YX":
+        return data[..., None]
+    if len(axes) != 3 or "Y" not in axes or "X" not in axes:
+        raise DataError(f"image '{path}' has a TIFF layout rsdistill does not read (axes {axes}, "
+                        f"shape {data.shape}): one image of bands is expected")
+    band_axis = next(i for i, a in enumerate(axes) if a not in "YX")
+    return np.moveaxis(data, band_axis, -1)
+
+
+def stretch_per_image(data: np.ndarray) -> np.ndarray:
+    """H x W x C of any number type -> uint8: each band's 2nd..98th percentile to 0..255 (linear,
+    clipped). Non-finite values (no-data) are left out of the percentiles and become 0; a constant
+    band becomes 0."""
+    x = data.astype(np.float64)
+    finite = np.isfinite(x)
+    out = np.zeros(x.shape, dtype=np.uint8)
+    for c in range(x.shape[-1]):
+        band, ok = x[..., c], finite[..., c]
+        if not ok.any():
+            continue
+        lo, hi = np.percentile(band[ok], STRETCH_PERCENTILES)
+        if hi <= lo:
+            continue
+        scaled = np.clip((band - lo) / (hi - lo), 0.0, 1.0) * 255.0
+        out[..., c] = np.where(ok, np.rint(scaled), 0).astype(np.uint8)
+    return out
+
+
 def decode_all(root: Path, relpaths: list[str], size: int, threads: int | None = None,
-               progress: bool = False) -> torch.Tensor:
+               progress: bool = False, options: DecodeOptions = DecodeOptions()) -> torch.Tensor:
     """N x 3 x size x size uint8; PIL releases the GIL while decoding, so threads help."""
     out = torch.empty((len(relpaths), 3, size, size), dtype=torch.uint8)
     threads = threads or min(8, os.cpu_count() or 1)
 
     def work(i: int) -> None:
-        out[i] = decode_image(root / relpaths[i], size)
+        out[i] = decode_image(root / relpaths[i], size, options)
 
     with ThreadPoolExecutor(threads) as pool:
         it = pool.map(work, range(len(relpaths)))
@@ -56,8 +168,9 @@ def decode_all(root: Path, relpaths: list[str], size: int, threads: int | None =
     return out
 
 
-def cache_key(root: Path, relpaths: list[str], size: int) -> str:
-    h = hashlib.sha256(f"v1|{root.resolve()}|{size}".encode())
+def cache_key(root: Path, relpaths: list[str], size: int, options: DecodeOptions = DecodeOptions()) -> str:
+    # The options are part of the key: images decoded with another stretch or bands differ.
+    h = hashlib.sha256(f"v2|{root.resolve()}|{size}|{options.key()}".encode())
     for p in relpaths:
         st = (root / p).stat()
         h.update(f"|{p}|{st.st_size}|{st.st_mtime_ns}".encode())
@@ -67,14 +180,15 @@ def cache_key(root: Path, relpaths: list[str], size: int) -> str:
 class DecodedCache:
     """Decoded images of one file list; kept in memory, optionally persisted under ``directory``."""
 
-    def __init__(self, directory: str | Path | None = None, progress: bool = False):
+    def __init__(self, directory: str | Path | None = None, progress: bool = False,
+                 options: DecodeOptions = DecodeOptions()):
         self.directory = Path(directory) if directory else None
-        self.progress = progress
+        self.progress, self.options = progress, options
 
     def load(self, root: Path, relpaths: list[str], size: int) -> torch.Tensor:
         if self.directory is None:
-            return decode_all(root, relpaths, size, progress=self.progress)
-        file = self.directory / f"decoded-{size}px-{cache_key(root, relpaths, size)}.pt"
+            return decode_all(root, relpaths, size, progress=self.progress, options=self.options)
+        file = self.directory / f"decoded-{size}px-{cache_key(root, relpaths, size, self.options)}.pt"
         if file.is_file():
             try:
                 images = torch.load(file, map_location="cpu", weights_only=True)
@@ -83,7 +197,7 @@ class DecodedCache:
                     return images
             except Exception as e:  # noqa: BLE001 - a damaged cache is rebuilt, not fatal
                 log.warning("decoded cache '%s' unreadable (%s); decoding again", file, e)
-        images = decode_all(root, relpaths, size, progress=self.progress)
+        images = decode_all(root, relpaths, size, progress=self.progress, options=self.options)
         atomic_write(file, lambda f: torch.save(images, f))
         log.info("decoded cache written: %s", file)
         return images

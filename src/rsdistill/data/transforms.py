@@ -21,9 +21,14 @@ class RandomRot90(nn.Module):
         return torch.rot90(img, k, dims=(-2, -1)) if k else img
 
 
+def crop_padding_px(cfg: DataConfig) -> int:
+    """The reflection padding of the random crop, in pixels."""
+    return round(cfg.crop_padding * cfg.image_size)
+
+
 def _geometric(cfg: DataConfig) -> list[nn.Module]:
     ops: list[nn.Module] = []
-    pad = round(cfg.crop_padding * cfg.image_size)
+    pad = crop_padding_px(cfg)
     if pad:
         ops.append(v2.RandomCrop(cfg.image_size, padding=pad, padding_mode="reflect"))
     if cfg.hflip:

@@ -6,7 +6,7 @@ import importlib
 import pkgutil
 
 _LOADED = False
-_INFRASTRUCTURE = {"base", "registry", "losses"}
+_INFRASTRUCTURE = {"base", "registry", "losses", "settings"}
 
 
 def load_all() -> None:

@@ -17,6 +17,8 @@ RepDistiller/mdistiller on CIFAR-100 and ImageNet (ResNet34 -> ResNet18); see do
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import logging
 
 import torch
@@ -25,14 +27,14 @@ from torch import Tensor
 
 from .base import Distiller
 from .losses import pool_to_common_size
-from .registry import MethodConfig, register
+from .registry import register
+from .settings import DistillationSettings
 
 log = logging.getLogger(__name__)
 
 
-class ATConfig(MethodConfig):
+class ATConfig(DistillationSettings):
     name: str = "at"
-    ce_weight: float = Field(1.0, ge=0, description="CE weight (1 in the paper's code and in mdistiller)")
     # 1000 on CIFAR-100 and on ImageNet R34 -> R18 (mdistiller, RepDistiller); the original code
     # writes beta / 2 with beta = 1000, i.e. 500 on this loss.
     at_weight: float = Field(1000.0, ge=0, description="weight of the summed attention losses")
@@ -43,8 +45,8 @@ class ATConfig(MethodConfig):
     # map normalises to 1 and carries nothing, and the gradient of a normalised map grows as
     # 1 / sqrt(H W). 1 keeps every stage. If no stage qualifies, the largest map is used.
     min_map_side: int = Field(7, ge=1, description="smallest attention map side distilled")
-    # 0: no ramp (the paper has none); None: 10 % of the epochs, like kd/isdm.
-    warmup_epochs: int | None = Field(0, ge=0)
+    # No warm-up unless set: the paper has none.
+    default_warmup_fraction: ClassVar[float] = 0.0
 
 
 def attention_map(f: Tensor, p: float = 2.0) -> Tensor:
@@ -78,8 +80,7 @@ def select_stages(s_shapes: list, t_shapes: list, min_side: int) -> list[int]:
 
 
 @register("at")
-class AT(Distiller):
-    Config = ATConfig
+class AT(Distiller[ATConfig]):
     summary = "AT: attention maps of every stage of at least 7 x 7 (Zagoruyko & Komodakis 2017)"
 
     def __init__(self, student, teacher, cfg: ATConfig, info):

@@ -4,8 +4,14 @@ A distiller owns the student, the (frozen) teacher and any extra trainable modul
 ``forward_train(batch)`` returns the student's logits and a dict of named, already weighted losses;
 the trainer sums them, and never special-cases a method. A method declares:
 
-- ``Config``: its typed config (defaults = the article's / the original paper's settings);
+- its typed config, as the generic parameter (``class KD(Distiller[KDConfig])`` sets ``Config``
+  and types ``self.cfg``); defaults = the article's / the original paper's settings;
+- ``resolve_config``: the defaults that depend on the run (warm-up, per-pair weights), filled in
+  before the method is built;
 - ``needs``: what its batches must carry beyond image/label/index (e.g. ``{"two_views"}``);
+- ``teacher_outputs``: what it uses of the teacher, ``{"logits"}`` or ``{"features"}``; a
+  logits-only method reads ``teacher_logits(batch)``, which the teacher-output cache can fill
+  (``batch["teacher_logits"]``) instead of a forward pass;
 - ``extra_modules()``: trainable modules that join the optimizer and the checkpoint but not the
   deployed student.
 """
@@ -14,28 +20,46 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..data.datamodule import DataInfo
+from ..data.info import DataInfo
 from ..models import ModelAdapter, Output
 from .losses import warmup_factor
-from .registry import MethodConfig
+from .settings import DistillationSettings, MethodConfig, RunContext
+
+C = TypeVar("C", bound=MethodConfig)
 
 
-class Distiller(nn.Module):
+class Distiller(nn.Module, Generic[C]):
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     needs: ClassVar[frozenset[str]] = frozenset()
+    # What the method uses of the teacher: "logits" only lets a cache of them stand in for it.
+    teacher_outputs: ClassVar[frozenset[str]] = frozenset({"features"})
     requires_teacher: ClassVar[bool] = True
     method_name: ClassVar[str] = ""
     # One line for `rsdistill methods`.
     summary: ClassVar[str] = ""
 
-    def __init__(self, student: ModelAdapter, teacher: ModelAdapter | None, cfg: MethodConfig,
-                 info: DataInfo):
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in getattr(cls, "__orig_bases__", ()):
+            args = get_args(base)
+            if args and isinstance(args[0], type) and issubclass(args[0], MethodConfig):
+                cls.Config = args[0]
+
+    @classmethod
+    def resolve_config(cls, cfg: C, ctx: RunContext) -> C:
+        """``cfg`` with the defaults that depend on the run filled in (a method with per-pair
+        defaults extends this). Called before the method is built; explicit values stay."""
+        if isinstance(cfg, DistillationSettings) and cfg.warmup_epochs is None:
+            cfg = cfg.model_copy(update={"warmup_epochs": round(cfg.default_warmup_fraction * ctx.epochs)})
+        return cfg
+
+    def __init__(self, student: ModelAdapter, teacher: ModelAdapter | None, cfg: C, info: DataInfo):
         super().__init__()
         if self.requires_teacher and teacher is None:
             raise ValueError(f"method '{self.method_name}' needs a teacher")
@@ -44,7 +68,7 @@ class Distiller(nn.Module):
         if teacher is not None:
             teacher.requires_grad_(False)
             teacher.eval()
-        self.cfg = cfg
+        self.cfg: C = cfg
         self.info = info
         self.epoch = 1  # the 1-based epoch being trained, set by the trainer
         self._means: dict[str, tuple[Tensor | float, int]] = {}
@@ -99,11 +123,27 @@ class Distiller(nn.Module):
         with torch.no_grad():
             return self.teacher(image)
 
+    def teacher_logits(self, batch: dict[str, Tensor]) -> Tensor:
+        """The teacher's logits on the batch's images: from the teacher-output cache when the
+        batch carries them (``teacher_logits``), else a forward pass."""
+        cached = batch.get("teacher_logits")
+        if cached is not None:
+            return cached
+        with torch.no_grad():
+            return self.teacher.logits(batch["image"])
+
     def ce_loss(self, logits: Tensor, labels: Tensor) -> Tensor:
         return self.cfg.ce_weight * F.cross_entropy(logits, labels)
 
     def warmup(self) -> float:
-        return warmup_factor(self.epoch, getattr(self.cfg, "warmup_epochs", None))
+        """The distillation term's ramp at this epoch (1 for methods without a teacher)."""
+        cfg = self.cfg
+        if not isinstance(cfg, DistillationSettings):
+            return 1.0
+        if cfg.warmup_epochs is None:
+            raise RuntimeError(f"method '{self.method_name}': warmup_epochs was not resolved "
+                               "(build methods from a config passed through resolve_config)")
+        return warmup_factor(self.epoch, cfg.warmup_epochs)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch

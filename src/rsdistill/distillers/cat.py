@@ -16,6 +16,8 @@ k = 2, no normalisation (the official CIFAR-100 settings). See docs/methods/cat.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +26,8 @@ from torch import Tensor
 
 from ..models import model_family
 from .base import Distiller
-from .registry import MethodConfig, register
+from .registry import register
+from .settings import DistillationSettings, RunContext
 
 
 # Official CAT_loss_weight (configs/cifar100/CAT_KD, configs/imagenet/CAT-KD) of the pairs run
@@ -45,9 +48,10 @@ FAMILY_BETA = {"cifar": 15.0, "imagenet": 0.5}
 CIFAR_CLASSES = 100
 
 
-class CATConfig(MethodConfig):
+class CATConfig(DistillationSettings):
     name: str = "cat"
-    ce_weight: float = Field(1.0, ge=0)
+    # No warm-up unless set: the paper has none.
+    default_warmup_fraction: ClassVar[float] = 0.0
     # None: the official beta of the (teacher, student) pair (else of the student's official pair,
     # else of its family), times min(1, classes / 100) for CIFAR-style students: ResNet-34 ->
     # ResNet-18 (the RS pair) 0.5; resnet32x4 -> resnet8x4 15 on CIFAR-100, 15 * C / 100 here.
@@ -89,14 +93,15 @@ def default_beta(teacher_arch: str, student_arch: str, num_classes: int) -> floa
 
 
 @register("cat")
-class CATKD(Distiller):
-    Config = CATConfig
+class CATKD(Distiller[CATConfig]):
     summary = "CAT-KD: transfer of pooled class activation maps (Guo et al. 2023)"
 
-    def __init__(self, student, teacher, cfg: CATConfig, info):
-        if cfg.beta is None:  # resolved here, and so written into the run's config.yaml
-            cfg = cfg.model_copy(update={"beta": default_beta(teacher.arch, student.arch, info.num_classes)})
-        super().__init__(student, teacher, cfg, info)
+    @classmethod
+    def resolve_config(cls, cfg: CATConfig, ctx: RunContext) -> CATConfig:
+        cfg = super().resolve_config(cfg, ctx)
+        if cfg.beta is None:
+            cfg = cfg.model_copy(update={"beta": default_beta(ctx.teacher or "", ctx.student, ctx.num_classes)})
+        return cfg
 
     def cams(self, features) -> Tensor:
         return pooled_cams(features.last_map, features.classifier_weight, self.cfg.cam_size)
@@ -107,4 +112,4 @@ class CATKD(Distiller):
         t_out = self.teacher_forward(image)
         loss = cat_loss(self.cams(s_out.features), self.cams(t_out.features), self.cfg.normalize)
         logits = s_out.logits
-        return logits, {"ce": self.ce_loss(logits, label), "cat": self.cfg.beta * loss}
+        return logits, {"ce": self.ce_loss(logits, label), "cat": self.warmup() * self.cfg.beta * loss}

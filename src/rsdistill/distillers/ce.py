@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import field_validator
 from torch import Tensor
 
 from .base import Distiller
-from .registry import MethodConfig, register
+from .registry import register
+from .settings import MethodConfig
 
 
 class CEConfig(MethodConfig):
     name: str = "ce"
-    ce_weight: float = Field(1.0, gt=0)
+
+    @field_validator("ce_weight")
+    @classmethod
+    def _positive(cls, w: float) -> float:
+        if w <= 0:
+            raise ValueError("must be > 0: without a teacher the CE is the only loss")
+        return w
 
 
 @register("ce")
-class CrossEntropy(Distiller):
-    Config = CEConfig
+class CrossEntropy(Distiller[CEConfig]):
     requires_teacher = False
     summary = "plain cross-entropy (no teacher): what `rsdistill train` uses"
 

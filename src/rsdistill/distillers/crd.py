@@ -27,7 +27,7 @@ CE 1 + 0.8 CRD, no KD term. See docs/methods/crd.md.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -36,15 +36,16 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from .base import Distiller
-from .registry import MethodConfig, register
+from .registry import register
+from .settings import DistillationSettings
 
 NCE_EPS = 1e-7  # the official ContrastLoss's eps
 
 
-class CRDConfig(MethodConfig):
+class CRDConfig(DistillationSettings):
     name: str = "crd"
-    # CE weight (official -r 1 on CIFAR-100).
-    ce_weight: float = Field(1.0, ge=0)
+    # No warm-up unless set: the paper has none.
+    default_warmup_fraction: ClassVar[float] = 0.0
     # beta, the weight of L_s + L_t (official -b 0.8 on CIFAR-100; the paper's ImageNet run uses the
     # same loss). Not the article's KD weight 4: CRD has no KL term.
     crd_weight: float = Field(0.8, ge=0)
@@ -152,8 +153,7 @@ class ContrastMemory(nn.Module):
 
 
 @register("crd")
-class CRD(Distiller):
-    Config = CRDConfig
+class CRD(Distiller[CRDConfig]):
     needs = frozenset({"indices"})
     summary = "CRD: contrastive representation distillation with memory banks (Tian et al. 2020)"
 
@@ -171,7 +171,6 @@ class CRD(Distiller):
         self.embed_s = Embed(s_out.features.pooled.shape[1], cfg.feat_dim)
         self.embed_t = Embed(t_out.features.pooled.shape[1], cfg.feat_dim)
         self.memory = ContrastMemory(cfg.feat_dim, labels, cfg.nce_m)
-        self.memory.to(next(student.parameters()).device)
 
     @classmethod
     def extra_parameter_count(cls, cfg: CRDConfig, num_classes: int) -> int | None:
@@ -202,8 +201,9 @@ class CRD(Distiller):
         self.log_mean("crd/p_pos_s", p_s[:, 0])
         self.log_mean("crd/p_pos_t", p_t[:, 0])
         logits = s_out.logits
+        w = self.warmup() * cfg.crd_weight
         return logits, {
             "ce": self.ce_loss(logits, label),
-            "crd_s": cfg.crd_weight * loss_s,
-            "crd_t": cfg.crd_weight * loss_t,
+            "crd_s": w * loss_s,
+            "crd_t": w * loss_t,
         }

@@ -22,27 +22,34 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from .base import Distiller
-from .losses import decoupled_kl_per_sample, standardize_logits
-from .registry import MethodConfig, register, register_alias
+from .losses import decoupled_kl_per_sample
+from .registry import register, register_alias
+from .settings import DistillationSettings, LogitStandardization, RunContext, ls_view
 
 
-class DKDConfig(MethodConfig):
+class DKDConfig(LogitStandardization, DistillationSettings):
     name: str = "dkd"
-    ce_weight: float = Field(1.0, ge=0, description="CE weight (CIFAR-100 and ImageNet: 1)")
     alpha: float = Field(1.0, ge=0, description="TCKD weight (CIFAR-100 and ImageNet: 1)")
-    beta: float = Field(8.0, ge=0, description="NCKD weight (CIFAR-100: 8, resnet56/110->resnet20/32: 2, "
-                                                "wrn_40_2->wrn_16_2: 6; ImageNet: 0.5)")
+    # None: the paper's value for the pair (resolve_config): CIFAR-100 8, resnet56/110 -> resnet20/32
+    # 2, wrn_40_2 -> wrn_16_2 6; ImageNet (1000 classes) 0.5.
+    beta: float | None = Field(None, ge=0, description="NCKD weight (None: the paper's value for the pair)")
     T: float = Field(4.0, gt=0, description="temperature (CIFAR-100: 4; ImageNet: 1)")
-    # min(1, epoch / warmup) ramps the DKD term in (CIFAR-100: 20 of 240 epochs; ImageNet: 1 of 100).
-    # None: 10 % of the epochs (20 of the article's 200), resolved into config.yaml; 0 disables it.
-    warmup_epochs: int | None = Field(None, ge=0)
-    # LS: z-score both models' logits per sample; T -> ls_T and the DKD term times ls_weight.
-    logit_std: bool = False
-    ls_T: float = Field(2.0, gt=0, description="temperature with logit_std (LS paper: 2)")
-    ls_weight: float = Field(9.0, ge=0, description="multiplies alpha and beta with logit_std (LS paper: 9)")
 
 
 register_alias("dkd+ls", "dkd", logit_std=True)
+
+
+# The paper's NCKD weights for its CIFAR-100 pairs that differ from the default 8.
+PAPER_BETA_BY_PAIR = {("resnet56", "resnet20"): 2.0, ("resnet110", "resnet20"): 2.0,
+                      ("resnet110", "resnet32"): 2.0, ("wrn_40_2", "wrn_16_2"): 6.0}
+
+
+def paper_beta(teacher: str | None, student: str, num_classes: int) -> float:
+    """DKD's beta for a pair: its ImageNet value (0.5) at 1000 classes or more, its CIFAR-100
+    per-pair value where the paper lists one, else its CIFAR-100 default (8)."""
+    if num_classes >= 1000:
+        return 0.5
+    return PAPER_BETA_BY_PAIR.get((teacher or "", student), 8.0)
 
 
 def check_non_target_classes(method: str, num_classes: int) -> None:
@@ -55,9 +62,16 @@ def check_non_target_classes(method: str, num_classes: int) -> None:
 
 
 @register("dkd")
-class DKD(Distiller):
-    Config = DKDConfig
+class DKD(Distiller[DKDConfig]):
+    teacher_outputs = frozenset({"logits"})
     summary = "DKD: target-class + non-target-class KD, decoupled (Zhao et al. 2022)"
+
+    @classmethod
+    def resolve_config(cls, cfg: DKDConfig, ctx: RunContext) -> DKDConfig:
+        cfg = super().resolve_config(cfg, ctx)
+        if cfg.beta is None:
+            cfg = cfg.model_copy(update={"beta": paper_beta(ctx.teacher, ctx.student, ctx.num_classes)})
+        return cfg
 
     def __init__(self, student, teacher, cfg: DKDConfig, info):
         check_non_target_classes(self.method_name, info.num_classes)
@@ -67,13 +81,10 @@ class DKD(Distiller):
         cfg = self.cfg
         image, labels = batch["image"], batch["label"]
         logits = self.student(image).logits
-        zs, zt = logits.float(), self.teacher_forward(image).logits.float()
-        T, scale = cfg.T, 1.0
-        if cfg.logit_std:
-            zs, zt = standardize_logits(zs), standardize_logits(zt)
-            T, scale = cfg.ls_T, cfg.ls_weight
-        tckd, nckd = decoupled_kl_per_sample(zs, zt, labels, T)
-        w = self.warmup() * scale
+        # With LS the whole DKD term is multiplied by ls_weight (DKD has no single weight).
+        v = ls_view(cfg, logits, self.teacher_logits(batch), cfg.T, 1.0)
+        tckd, nckd = decoupled_kl_per_sample(v.student, v.teacher, labels, v.T)
+        w = self.warmup() * v.weight
         self.log_mean("tckd", tckd)
         self.log_mean("nckd", nckd)
         return logits, {

@@ -14,18 +14,20 @@ transposed conv when it is half (the RepDistiller/mdistiller rules); any other r
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
 from ..errors import ConfigError
 from .base import Distiller
-from .registry import MethodConfig, register
+from .registry import register
+from .settings import DistillationSettings
 
 
-class FitNetConfig(MethodConfig):
+class FitNetConfig(DistillationSettings):
     name: str = "fitnet"
-    ce_weight: float = Field(1.0, ge=0, description="CE weight (1 in RepDistiller/mdistiller)")
     # 100 on CIFAR-100 (RepDistiller, mdistiller); the standard benchmarks have no FitNet
     # ImageNet setting. The hint loss is a mean over elements: independent of the input size.
     hint_weight: float = Field(100.0, ge=0, description="weight of the hint MSE")
@@ -34,8 +36,8 @@ class FitNetConfig(MethodConfig):
     # hint_layer = 2 on both).
     hint_stage: int | None = Field(None, ge=1, description="stage of the hint (None: the middle one)")
     regressor_relu: bool = Field(True, description="ReLU after the regressor's BN (as in mdistiller)")
-    # 0: no ramp (the paper has none); None: 10 % of the epochs, like kd/isdm.
-    warmup_epochs: int | None = Field(0, ge=0)
+    # No warm-up unless set: the paper has none.
+    default_warmup_fraction: ClassVar[float] = 0.0
 
 
 def middle_stage(num_stages: int) -> int:
@@ -77,8 +79,7 @@ class HintRegressor(nn.Module):
 
 
 @register("fitnet")
-class FitNet(Distiller):
-    Config = FitNetConfig
+class FitNet(Distiller[FitNetConfig]):
     summary = "FitNet: middle-stage hint through a conv regressor (Romero et al. 2015)"
 
     def __init__(self, student, teacher, cfg: FitNetConfig, info):
@@ -92,8 +93,7 @@ class FitNet(Distiller):
         self.t_stage = cfg.hint_stage - 1 if cfg.hint_stage else middle_stage(n_t)
         s_shape = tuple(s_out.features.stages[self.s_stage].shape[1:])
         t_shape = tuple(t_out.features.stages[self.t_stage].shape[1:])
-        self.regressor = HintRegressor(s_shape, t_shape, cfg.regressor_relu).to(
-            next(student.parameters()).device)
+        self.regressor = HintRegressor(s_shape, t_shape, cfg.regressor_relu)
 
     @classmethod
     def extra_parameter_count(cls, cfg: FitNetConfig, num_classes: int) -> int | None:

@@ -1,7 +1,7 @@
 """ISDM: instance-level scaling (IS) + dynamic margin alignment (DM).
 
 This is the project's reconstruction of the article's method (its equations are not available to
-us); the contract is ``../shared/ISDM.md`` and docs/isdm.md writes the equations out:
+us); docs/isdm.md states the formulation, why it was chosen and what it measured:
 
     u_i   = [p_t[i, y_i], non-target p_t[i] sorted descending]            (detached, C values)
     a_i   = clamp(g(u_i), -a_max, a_max),  g = Linear(C, h) - ReLU - Linear(h, 1), last layer 0
@@ -10,7 +10,7 @@ us); the contract is ``../shared/ISDM.md`` and docs/isdm.md writes the equations
     g_i   = z_t[i, y_i] - max_{c != y_i} z_t[i, c]                           (teacher logit gap)
     m_i   = m tanh((g_i - mean(g)) / (std(g) + eps))  | m (fixed) | 0 (none)   (detached)
     L_DM  = T^2 mean_i KL(q_i || softmax((z_s[i] - m_i e_{y_i}) / T))
-    L     = alpha CE + w(epoch) gamma L_DM + beta L_ER
+    L     = ce_weight CE + w(epoch) gamma L_DM + beta L_ER
 
 With ``scaling=false`` q = p_t and there is no L_ER; with ``margin=none`` m_i = 0; both off is KD
 with weight gamma (a test holds it to 1e-6).
@@ -27,19 +27,19 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from ..io import atomic_write_json
 from .base import Distiller
-from .losses import kl_divergence, max_non_target_logit, standardize_logits, target_logit, target_mask
-from .registry import MethodConfig, register
+from .losses import kl_divergence, max_non_target_logit, target_logit, target_mask
+from .registry import register
+from .settings import DistillationSettings, LogitStandardization, ls_view
 
 
-class ISDMConfig(MethodConfig):
+class ISDMConfig(LogitStandardization, DistillationSettings):
     name: str = "isdm"
     T: float = Field(4.0, gt=0, description="temperature")
-    alpha: float = Field(1.0, ge=0, description="CE weight")
     gamma: float = Field(4.0, ge=0, description="weight of the alignment (distillation) term")
     beta: float = Field(0.1, ge=0, description="weight of the entropy regularisation L_ER")
     m: float = Field(5.0, ge=0, description="margin scale (dynamic) or the margin (fixed)")
@@ -48,18 +48,27 @@ class ISDMConfig(MethodConfig):
     a_max: float = Field(5.0, gt=0, description="clamp of the scaler's output")
     scaling: bool = Field(True, description="IS: scale the teacher's target class per instance")
     margin: Literal["dynamic", "fixed", "none"] = "dynamic"
-    margin_source: Literal["gap", "prob"] = Field(
-        "gap", description="difficulty signal of the dynamic margin: logit gap or p_t[y]")
+    margin_source: Literal["scaling", "gap", "prob"] = Field(
+        "scaling", description="dynamic margin from IS's shift of the teacher's target (scaling), or "
+                               "the batch z-score of the teacher's logit gap (gap) or of p_t[y] (prob)")
+    kappa: float = Field(1.0, ge=0, description="margin_source=scaling: m_i = -kappa T a_i (1: the student "
+                                                "is shifted as the teacher's label was)")
     is_input: Literal["sorted", "probs"] = Field(
         "sorted", description="scaler input: target-first sorted probabilities, or p_t in class order")
     is_grad_from_kd: bool = Field(False, description="let the alignment gradient reach the scaler")
     eps: float = Field(1e-6, gt=0)
-    # None: 10 % of the epochs (resolved into config.yaml); 0 disables the ramp.
-    warmup_epochs: int | None = Field(None, ge=0)
-    # LS: z-score z_t and z_s per sample, then IS/DM on those; ls_T and ls_weight replace T and gamma.
-    logit_std: bool = Field(False, description="LS: standardise both models' logits first")
-    ls_T: float = Field(2.0, gt=0, description="temperature with logit_std (LS paper: 2)")
-    ls_weight: float = Field(9.0, ge=0, description="alignment weight with logit_std (LS paper: 9)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _alpha_is_ce_weight(cls, values: Any) -> Any:
+        # Earlier versions named the CE weight after the article's alpha; DKD's alpha is a TCKD
+        # weight, so the shared name is ce_weight. Old config.yaml files still load.
+        if isinstance(values, dict) and "alpha" in values:
+            values = dict(values)
+            if "ce_weight" in values:
+                raise ValueError("give the CE weight once: 'ce_weight' ('alpha' is its old name)")
+            values["ce_weight"] = values.pop("alpha")
+        return values
 
 
 class InstanceScaler(nn.Module):
@@ -111,9 +120,40 @@ def dynamic_margin(difficulty: Tensor, m: float, eps: float) -> Tensor:
     return m * torch.tanh((s - s.mean()) / (s.std(correction=0) + eps))
 
 
+def coupled_margin(shift: Tensor, T: float, kappa: float) -> Tensor:
+    """m_i = -kappa T a_i: the student's target logit is shifted (in tempered units) by kappa times
+    the shift IS gave the teacher's. With kappa = 1 the student's optimum is the teacher itself and
+    IS only redistributes the alignment between target and non-target classes per sample; easy
+    samples (a_i < 0) get positive margins, hard ones (a_i > 0) negative margins."""
+    return -kappa * T * shift.detach()
+
+
+def er_optimal_shift(p_t: Tensor, labels: Tensor, lambda_H: float, a_max: float, iters: int = 60) -> Tensor:
+    """The a_i minimising -log q_y - lambda_H H(q) for q = softmax(log p_t + a e_y), per sample.
+
+    q's non-target part keeps p_t's shape, so with t = logit(q_y) and H_nt the entropy of the
+    renormalised non-target distribution, H(q) = h(q_y) + (1 - q_y) H_nt and the stationarity
+    condition is  -t - H_nt + (1 + e^{-t}) / lambda_H = 0,  strictly decreasing in t: solved by
+    bisection. a* = t* - logit(p_y), clamped to [-a_max, a_max] (+a_max when lambda_H = 0)."""
+    p = p_t.detach().double()
+    mask = target_mask(p, labels)
+    p_y = p[mask].clamp(1e-12, 1 - 1e-12)
+    rest = p.masked_fill(mask, 0.0) / (1 - p_y)[:, None]
+    h_nt = -(rest * rest.clamp_min(1e-30).log()).sum(1)
+    if lambda_H == 0:
+        return torch.full_like(p_y, a_max).to(p_t.dtype)
+    lo, hi = torch.full_like(p_y, -60.0), torch.full_like(p_y, 60.0)
+    for _ in range(iters):
+        t = (lo + hi) / 2
+        positive = -t - h_nt + (1 + torch.exp(-t)) / lambda_H > 0
+        lo, hi = torch.where(positive, t, lo), torch.where(positive, hi, t)
+    a = (lo + hi) / 2 - torch.logit(p_y)
+    return a.clamp(-a_max, a_max).to(p_t.dtype)
+
+
 @register("isdm")
-class ISDM(Distiller):
-    Config = ISDMConfig
+class ISDM(Distiller[ISDMConfig]):
+    teacher_outputs = frozenset({"logits"})
     summary = "ISDM: instance-level scaling + dynamic margin alignment (the project's reconstruction)"
 
     def __init__(self, student, teacher, cfg: ISDMConfig, info):
@@ -133,16 +173,13 @@ class ISDM(Distiller):
             return []
         return [{"params": list(self.scaler.parameters()), "weight_decay": 0.0}]
 
-    def ce_loss(self, logits: Tensor, labels: Tensor) -> Tensor:
-        return self.cfg.alpha * F.cross_entropy(logits, labels)
-
     @property
     def temperature(self) -> float:
-        return self.cfg.ls_T if self.cfg.logit_std else self.cfg.T
+        return self.cfg.distill_temperature(self.cfg.T)
 
-    def distill_logits(self, logits: Tensor) -> Tensor:
-        """The logits IS and DM work on: z-scored per sample with ``logit_std`` (LS), else as given."""
-        return standardize_logits(logits.float()) if self.cfg.logit_std else logits.float()
+    def teacher_view(self, teacher_logits: Tensor) -> Tensor:
+        """The teacher logits IS and DM work on: z-scored per sample with ``logit_std`` (LS)."""
+        return ls_view(self.cfg, teacher_logits, teacher_logits, self.cfg.T, self.cfg.gamma).teacher
 
     # ------------------------------------------------------------------ the parts
     def soft_targets(self, teacher_logits: Tensor, labels: Tensor) -> dict[str, Tensor]:
@@ -161,13 +198,22 @@ class ISDM(Distiller):
             return target_logit(p_t, labels)
         return target_logit(teacher_logits, labels) - max_non_target_logit(teacher_logits, labels)
 
-    def margins(self, teacher_logits: Tensor, labels: Tensor, p_t: Tensor) -> Tensor:
-        cfg = self.cfg
+    def margins(self, teacher_logits: Tensor, labels: Tensor, parts: dict[str, Tensor]) -> Tensor:
+        cfg, p_t = self.cfg, parts["p_t"]
         if cfg.margin == "none":
             return torch.zeros_like(p_t[:, 0])
         if cfg.margin == "fixed":
             return torch.full_like(p_t[:, 0], cfg.m)
+        if cfg.margin_source == "scaling":
+            return coupled_margin(self.target_shift(p_t, labels, parts), self.temperature, cfg.kappa)
         return dynamic_margin(self.difficulty(teacher_logits, labels, p_t), cfg.m, cfg.eps)
+
+    def target_shift(self, p_t: Tensor, labels: Tensor, parts: dict[str, Tensor]) -> Tensor:
+        """IS's shift a_i of the teacher's tempered target logit: the scaler's output, or without
+        IS the shift a perfect scaler would learn (the per-sample optimum of L_ER)."""
+        if self.scaler is not None:
+            return parts["a"].detach()
+        return er_optimal_shift(p_t, labels, self.cfg.lambda_H, self.cfg.a_max)
 
     def alignment(self, student_logits: Tensor, labels: Tensor, q: Tensor, m: Tensor) -> Tensor:
         """L_DM = T^2 mean KL(q || softmax((z_s - m e_y) / T)); the margin shifts the target only."""
@@ -180,14 +226,14 @@ class ISDM(Distiller):
         cfg = self.cfg
         image, labels = batch["image"], batch["label"]
         logits = self.student(image).logits
-        teacher_logits = self.distill_logits(self.teacher_forward(image).logits)
+        v = ls_view(cfg, logits, self.teacher_logits(batch), cfg.T, cfg.gamma)
+        teacher_logits = v.teacher
         parts = self.soft_targets(teacher_logits, labels)
         q = parts["q"] if cfg.is_grad_from_kd else parts["q"].detach()
-        m = self.margins(teacher_logits, labels, parts["p_t"])
-        weight = cfg.ls_weight if cfg.logit_std else cfg.gamma
+        m = self.margins(teacher_logits, labels, parts)
         losses = {
             "ce": self.ce_loss(logits, labels),
-            "align": self.warmup() * weight * self.alignment(self.distill_logits(logits), labels, q, m),
+            "align": self.warmup() * v.weight * self.alignment(v.student, labels, q, m),
         }
         if "er" in parts:
             losses["er"] = cfg.beta * parts["er"]
@@ -215,23 +261,27 @@ class ISDM(Distiller):
         training batches are random."""
         was_training = self.training
         self.eval()
-        cols: dict[str, list[Tensor]] = {k: [] for k in ("index", "label", "p_t_y", "q_y", "a", "gap", "difficulty", "teacher_correct")}
+        cols: dict[str, list[Tensor]] = {k: [] for k in ("index", "label", "p_t_y", "q_y", "a", "shift", "gap",
+                                                         "difficulty", "teacher_correct")}
         for batch in loader:
             image, labels = batch["image"].to(device), batch["label"].to(device)
-            zt = self.distill_logits(self.teacher_forward(image).logits)
+            zt = self.teacher_view(self.teacher_forward(image).logits)
             parts = self.soft_targets(zt, labels)
             cols["index"].append(batch["index"])
             cols["label"].append(labels.cpu())
             cols["p_t_y"].append(target_logit(parts["p_t"], labels).cpu())
             cols["q_y"].append(target_logit(parts["q"], labels).cpu())
             cols["a"].append(parts["a"].cpu())
+            cols["shift"].append(self.target_shift(parts["p_t"], labels, parts).cpu())
             cols["gap"].append((target_logit(zt, labels) - max_non_target_logit(zt, labels)).cpu())
             cols["difficulty"].append(self.difficulty(zt, labels, parts["p_t"]).cpu())
             cols["teacher_correct"].append((zt.argmax(1) == labels).cpu())
         self.train(was_training)
         out = {k: torch.cat(v) for k, v in cols.items()}
         cfg = self.cfg
-        if cfg.margin == "dynamic":
+        if cfg.margin == "dynamic" and cfg.margin_source == "scaling":
+            out["m"] = coupled_margin(out["shift"], self.temperature, cfg.kappa)
+        elif cfg.margin == "dynamic":
             out["m"] = dynamic_margin(out["difficulty"], cfg.m, cfg.eps)
         else:
             out["m"] = torch.full_like(out["a"], cfg.m if cfg.margin == "fixed" else 0.0)

@@ -15,42 +15,31 @@ from pydantic import Field
 from torch import Tensor
 
 from .base import Distiller
-from .losses import softened_kl, standardize_logits
-from .registry import MethodConfig, register, register_alias
+from .losses import softened_kl
+from .registry import register, register_alias
+from .settings import DistillationSettings, LogitStandardization, ls_view
 
 
-class KDConfig(MethodConfig):
+class KDConfig(LogitStandardization, DistillationSettings):
     name: str = "kd"
-    ce_weight: float = Field(1.0, ge=0)
-    T: float = Field(4.0, gt=0)
-    kd_weight: float = Field(4.0, ge=0)
-    # None: 10 % of the epochs (resolved into config.yaml); 0 disables the ramp.
-    warmup_epochs: int | None = Field(None, ge=0)
-    # LS: z-score both models' logits per sample; then ls_T and ls_weight replace T and kd_weight
-    # (LS paper, CIFAR-100: base temperature 2, weight 9).
-    logit_std: bool = False
-    ls_T: float = Field(2.0, gt=0)
-    ls_weight: float = Field(9.0, ge=0)
+    T: float = Field(4.0, gt=0, description="temperature")
+    kd_weight: float = Field(4.0, ge=0, description="weight of the softened KL")
 
 
 register_alias("kd+ls", "kd", logit_std=True)
 
 
 @register("kd")
-class KD(Distiller):
-    Config = KDConfig
+class KD(Distiller[KDConfig]):
+    teacher_outputs = frozenset({"logits"})
     summary = "Hinton KD: softened KL to the teacher (Hinton et al. 2015)"
 
     def forward_train(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         image, label = batch["image"], batch["label"]
         logits = self.student(image).logits
-        teacher_logits = self.teacher_forward(image).logits
-        cfg = self.cfg
-        if cfg.logit_std:
-            kd = cfg.ls_weight * softened_kl(standardize_logits(logits.float()),
-                                             standardize_logits(teacher_logits.float()), cfg.ls_T)
-        else:
-            kd = cfg.kd_weight * softened_kl(logits, teacher_logits, cfg.T)
+        teacher_logits = self.teacher_logits(batch)
+        v = ls_view(self.cfg, logits, teacher_logits, self.cfg.T, self.cfg.kd_weight)
+        kd = v.weight * softened_kl(v.student, v.teacher, v.T)
         return logits, {
             "ce": self.ce_loss(logits, label),
             "kd": self.warmup() * kd,

@@ -72,7 +72,7 @@ def standardize_logits(logits: Tensor, eps: float = 1e-7) -> Tensor:
     return (logits - mean) / (std + eps)
 
 
-def warmup_factor(epoch: int, warmup_epochs: int | None) -> float:
+def warmup_factor(epoch: int, warmup_epochs: int) -> float:
     """min(1, epoch / warmup) for the 1-based epoch being trained; 1 when warm-up is off."""
     if not warmup_epochs:
         return 1.0

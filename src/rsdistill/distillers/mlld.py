@@ -35,15 +35,17 @@ from pydantic import Field
 from torch import Tensor
 
 from .base import Distiller
-from .losses import softened_kl_per_sample, standardize_logits
-from .registry import MethodConfig, register, register_alias
+from .losses import softened_kl_per_sample
+from .registry import register, register_alias
+from .settings import DistillationSettings, LogitStandardization, ls_view
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 
 
-class MLLDConfig(MethodConfig):
+class MLLDConfig(LogitStandardization, DistillationSettings):
+    # ce_weight applies to each view (released CIFAR-100: 0.1); with logit_std, ls_T replaces T
+    # (not extra_T) and ls_weight replaces weight. The paper has no warm-up.
     name: str = "mlld"
-    ce_weight: float = Field(1.0, ge=0, description="CE weight, on each view (released CIFAR-100: 0.1)")
     # 0.5, not the article's KD weight 4: the instance level alone sums 2 views x 5 temperatures of
     # T_k^2 KL (sum T_k^2 = 90, the weak view half masked), so 0.5 gives about the article's KD
     # multiplier of the KL (4 x 4^2 = 64); 4 is 8x that and diverges (docs/methods/mlld.md).
@@ -56,12 +58,6 @@ class MLLDConfig(MethodConfig):
     confidence_mask: Literal["below_median", "above_median", "none"] = Field(
         "below_median", description="which samples/classes the teacher-confidence masks keep")
     as_released: bool = Field(False, description="reproduce the released code's quirks")
-    # None: 10 % of the epochs (resolved into config.yaml); 0 disables the ramp (the paper has none).
-    warmup_epochs: int | None = Field(None, ge=0)
-    # LS: z-score both models' logits per sample; ls_T replaces T (not extra_T), ls_weight the weight.
-    logit_std: bool = False
-    ls_T: float = Field(2.0, gt=0, description="replaces T with logit_std (LS paper: 2)")
-    ls_weight: float = Field(9.0, ge=0, description="replaces weight with logit_std (LS paper: 9)")
 
 
 register_alias("mlld+ls", "mlld", logit_std=True)
@@ -114,14 +110,17 @@ def confidence_masks(teacher_weak_logits: Tensor, mode: str) -> tuple[Tensor | N
 
 
 @register("mlld")
-class MLLD(Distiller):
-    Config = MLLDConfig
+class MLLD(Distiller[MLLDConfig]):
+    # Logits only, but of a strong view drawn live at every step: a cache of the bank's views
+    # cannot stand in for the teacher (see experiments.single.uses_teacher_cache).
+    teacher_outputs = frozenset({"logits"})
     needs = frozenset({"two_views"})
     summary = "MLLD: instance/batch/class-level logit alignment over temperatures and two views (Jin et al. 2023)"
 
     def temperatures(self) -> list[float]:
+        """The base temperature (``ls_T`` with LS, else ``T``), then ``extra_T``."""
         cfg = self.cfg
-        return [cfg.ls_T if cfg.logit_std else cfg.T, *cfg.extra_T]
+        return [cfg.distill_temperature(cfg.T), *cfg.extra_T]
 
     def forward_train(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         cfg = self.cfg
@@ -136,10 +135,8 @@ class MLLD(Distiller):
         sample_mask, class_mask = confidence_masks(zt_all[:n], cfg.confidence_mask)
 
         zs_all = logits_all.float()
-        if cfg.logit_std:
-            zs_std, zt_std = standardize_logits(zs_all), standardize_logits(zt_all)
-        else:
-            zs_std, zt_std = zs_all, zt_all
+        v = ls_view(cfg, zs_all, zt_all, cfg.T, cfg.weight)
+        zs_std, zt_std = v.student, v.teacher
         # Instance level on the (possibly) standardised logits; the correlation levels too, except
         # with as_released (the LS code standardises the KL only).
         zs_corr, zt_corr = (zs_all, zt_all) if cfg.as_released else (zs_std, zt_std)
@@ -167,7 +164,7 @@ class MLLD(Distiller):
 
         if sample_mask is not None:
             self.log_mean("kept_samples", sample_mask)
-        w = self.warmup() * (cfg.ls_weight if cfg.logit_std else cfg.weight)
+        w = self.warmup() * v.weight
         return logits_w, {
             "ce": self.ce_loss(logits_w, labels) + self.ce_loss(logits_s, labels),
             "instance": w * ins,

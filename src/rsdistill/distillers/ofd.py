@@ -22,6 +22,8 @@ with ``area_scaled``: the distance is a sum over positions. See docs/methods/ofd
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import logging
 import math
 from collections.abc import Iterator
@@ -35,7 +37,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ..models import ModelAdapter, Output, model_family
 from .base import Distiller
 from .losses import pool_to_common_size
-from .registry import MethodConfig, register
+from .registry import register
+from .settings import DistillationSettings, RunContext
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +47,8 @@ PAPER_WEIGHT = {"cifar": 1e-3, "imagenet": 1e-4}
 PAPER_SIZE = {"cifar": 32, "imagenet": 224}
 
 
-class OFDConfig(MethodConfig):
+class OFDConfig(DistillationSettings):
     name: str = "ofd"
-    ce_weight: float = Field(1.0, ge=0, description="CE weight (1 in the paper)")
     # None: the paper's weight for the teacher's family: 1e-3 (CIFAR-100 code, loss / batch / 1000)
     # or 1e-4 (ImageNet code, loss / batch / 10000).
     feat_weight: float | None = Field(None, ge=0, description="weight of the distillation term")
@@ -54,8 +56,8 @@ class OFDConfig(MethodConfig):
     # 256 px a CIFAR-style pair would otherwise weigh it 64x more than the paper did at 32 px.
     area_scaled: bool = Field(True, description="keep the paper's weight per position at other input sizes")
     teacher_bn_train: bool = Field(True, description="teacher BNs use batch statistics (the authors' code)")
-    # 0: no ramp (the paper has none); None: 10 % of the epochs, like kd/isdm.
-    warmup_epochs: int | None = Field(0, ge=0)
+    # No warm-up unless set: the paper has none.
+    default_warmup_fraction: ClassVar[float] = 0.0
 
 
 def bn_margin(bn: nn.BatchNorm2d) -> Tensor:
@@ -110,31 +112,34 @@ def batch_statistics(model: nn.Module) -> Iterator[None]:
 
 
 @register("ofd")
-class OFD(Distiller):
-    Config = OFDConfig
+class OFD(Distiller[OFDConfig]):
     summary = "OFD: pre-ReLU features, margin ReLU, partial L2 (Heo et al. 2019)"
 
     def __init__(self, student: ModelAdapter, teacher: ModelAdapter, cfg: OFDConfig, info):
         family = model_family(teacher.arch)
-        if cfg.feat_weight is None:  # resolved here, and so written into the run's config.yaml
-            cfg = cfg.model_copy(update={"feat_weight": PAPER_WEIGHT[family]})
         super().__init__(student, teacher, cfg, info)
         s_out, t_out = self.probe()
         bns = teacher.bn_before_relu()
         n = min(len(s_out.features.preact), len(t_out.features.preact))
         s_ch = [f.shape[1] for f in s_out.features.preact[-n:]]
         t_ch = [f.shape[1] for f in t_out.features.preact[-n:]]
-        device = next(student.parameters()).device
         self.num_stages = n
-        self.connectors = nn.ModuleList(build_connector(s, t) for s, t in zip(s_ch, t_ch)).to(device)
+        self.connectors = nn.ModuleList(build_connector(s, t) for s, t in zip(s_ch, t_ch))
         for j, bn in enumerate(bns[-n:]):
             # Buffers: they follow the distiller to its device; rebuilt from the teacher, not saved.
-            self.register_buffer(f"margin{j}", bn_margin(bn).view(1, -1, 1, 1).to(device), persistent=False)
+            self.register_buffer(f"margin{j}", bn_margin(bn).view(1, -1, 1, 1), persistent=False)
         weight = self.cfg.feat_weight
         if cfg.area_scaled:
             weight *= (PAPER_SIZE[family] / info.image_size) ** 2
         self.feat_weight = weight
         log.info("ofd: distillation weight %.3g (%s teacher at %d px)", weight, family, info.image_size)
+
+    @classmethod
+    def resolve_config(cls, cfg: OFDConfig, ctx: RunContext) -> OFDConfig:
+        cfg = super().resolve_config(cfg, ctx)
+        if cfg.feat_weight is None:
+            cfg = cfg.model_copy(update={"feat_weight": PAPER_WEIGHT[model_family(ctx.teacher or "")]})
+        return cfg
 
     @classmethod
     def extra_parameter_count(cls, cfg: OFDConfig, num_classes: int) -> int | None:

@@ -6,13 +6,13 @@ with :func:`register`, so adding a method is adding a file.
 
 from __future__ import annotations
 
-import difflib
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from ..config import Section
 from ..errors import ConfigError
+from ..section import format_validation_error, suggest
+from .settings import MethodConfig
 
 if TYPE_CHECKING:
     from .base import Distiller
@@ -20,13 +20,6 @@ if TYPE_CHECKING:
 METHODS: dict[str, type[Distiller]] = {}
 # Shorthand names (e.g. "kd+ls") -> (method name, config overrides).
 ALIASES: dict[str, tuple[str, dict[str, Any]]] = {}
-
-
-class MethodConfig(Section):
-    """Base of every method's config. Each method declares its own fields, its CE weight included
-    (``ce_weight``, or the article's ``alpha`` for ISDM), with the defaults it documents."""
-
-    name: str
 
 
 def register(name: str):
@@ -53,14 +46,14 @@ def _ensure_loaded() -> None:
 def get(name: str) -> type[Distiller]:
     _ensure_loaded()
     if name not in METHODS:
-        close = difflib.get_close_matches(name, list(METHODS) + list(ALIASES), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        hint = suggest(name, list(METHODS) + list(ALIASES))
         raise ConfigError(f"method.name: unknown method '{name}'{hint}; see `rsdistill methods`")
     return METHODS[name]
 
 
 def method_config(values: dict[str, Any]) -> MethodConfig:
-    """Validate a ``method`` section with the config class of the method it names."""
+    """Validate a ``method`` section with the config class of the method it names (shorthands such
+    as ``kd+ls`` resolve to their method); errors name the field as ``method.<field>``."""
     _ensure_loaded()
     values = dict(values)
     name = values.get("name", "ce")
@@ -72,9 +65,7 @@ def method_config(values: dict[str, Any]) -> MethodConfig:
     try:
         return cls.Config.model_validate(values)
     except ValidationError as e:
-        from ..config import format_validation_error
-
-        raise ConfigError(format_validation_error(e, {"method": values}, prefix=("method",))) from None
+        raise ConfigError(format_validation_error(e, cls.Config, prefix=("method",))) from None
 
 
 def names(include_internal: bool = False) -> list[str]:

@@ -32,7 +32,8 @@ from torch import Tensor, nn
 
 from ..models import Features, model_family
 from .base import Distiller
-from .registry import MethodConfig, register
+from .registry import register
+from .settings import DistillationSettings, RunContext
 
 
 # Official kd-loss-weight: 5 for the CIFAR-100 resnet32x4 -> resnet8x4 and WRN pairs, 0.6 for
@@ -42,9 +43,8 @@ STUDENT_WEIGHT = {"resnet20": 0.6}
 HCL_LEVELS = (4, 2, 1)
 
 
-class ReviewKDConfig(MethodConfig):
+class ReviewKDConfig(DistillationSettings):
     name: str = "reviewkd"
-    ce_weight: float = Field(1.0, ge=0)
     # None: 0.6 for resnet20, 5 for other CIFAR-style students, 1 for ImageNet-style ones (the
     # official values of resnet56->resnet20, resnet32x4->resnet8x4 and ResNet-34->ResNet-18).
     weight: float | None = Field(None, ge=0)
@@ -54,9 +54,7 @@ class ReviewKDConfig(MethodConfig):
     # STU_PREACT). None: true for ImageNet-style students (the official ImageNet code), false for
     # CIFAR-style ones (the official CIFAR code).
     student_preact: bool | None = None
-    # Linear ramp of the review loss (official: 20 of 240 epochs on CIFAR-100). None: 10 % of the
-    # epochs (resolved into config.yaml); 0 disables.
-    warmup_epochs: int | None = Field(None, ge=0)
+    # The warm-up: official 20 of 240 epochs on CIFAR-100; here 10 % of the epochs by default.
 
 
 class ABF(nn.Module):
@@ -109,15 +107,19 @@ def default_student_preact(student_arch: str) -> bool:
 
 
 @register("reviewkd")
-class ReviewKD(Distiller):
-    Config = ReviewKDConfig
+class ReviewKD(Distiller[ReviewKDConfig]):
     summary = "ReviewKD: ABF fusion deep-to-shallow + hierarchical context loss (Chen et al. 2021)"
 
-    def __init__(self, student, teacher, cfg: ReviewKDConfig, info):
-        if cfg.weight is None:  # resolved here, and so written into the run's config.yaml
-            cfg = cfg.model_copy(update={"weight": default_weight(student.arch)})
+    @classmethod
+    def resolve_config(cls, cfg: ReviewKDConfig, ctx: RunContext) -> ReviewKDConfig:
+        cfg = super().resolve_config(cfg, ctx)
+        if cfg.weight is None:
+            cfg = cfg.model_copy(update={"weight": default_weight(ctx.student)})
         if cfg.student_preact is None:
-            cfg = cfg.model_copy(update={"student_preact": default_student_preact(student.arch)})
+            cfg = cfg.model_copy(update={"student_preact": default_student_preact(ctx.student)})
+        return cfg
+
+    def __init__(self, student, teacher, cfg: ReviewKDConfig, info):
         super().__init__(student, teacher, cfg, info)
         s_out, t_out = self.probe()
         s_levels = self.student_levels(s_out.features)
@@ -134,7 +136,6 @@ class ReviewKD(Distiller):
         self.abfs = nn.ModuleList(
             ABF(in_channels[i], mid, out_channels[i], fuse=i < n - 1) for i in reversed(range(n))
         )
-        self.abfs.to(next(student.parameters()).device)
 
     @classmethod
     def extra_parameter_count(cls, cfg: ReviewKDConfig, num_classes: int) -> int | None:

@@ -16,6 +16,8 @@ between the passes. See docs/methods/rkd.md.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from pydantic import Field
@@ -23,15 +25,15 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from .base import Distiller
-from .registry import MethodConfig, register
+from .registry import register
+from .settings import DistillationSettings
 
 # 2^24 floats (64 MiB in float32) per block: batches up to 128 with 1024-d embeddings fit in one.
 ANGLE_BLOCK_ELEMENTS = 1 << 24
 
 
-class RKDConfig(MethodConfig):
+class RKDConfig(DistillationSettings):
     name: str = "rkd"
-    ce_weight: float = Field(1.0, ge=0, description="CE weight (1 in RepDistiller/mdistiller)")
     # The paper's weights (lambda_D = 25, lambda_A = 50), used unchanged on CIFAR-100 by
     # RepDistiller and mdistiller; those benchmarks have no RKD ImageNet setting.
     distance_weight: float = Field(25.0, ge=0, description="weight of the distance term")
@@ -40,8 +42,8 @@ class RKDConfig(MethodConfig):
     eps: float = Field(1e-12, gt=0, description="floor of the squared distances")
     angle_block_elements: int = Field(ANGLE_BLOCK_ELEMENTS, ge=1,
                                       description="memory bound of one block of the angle term, in floats")
-    # 0: no ramp (the paper has none); None: 10 % of the epochs, like kd/isdm.
-    warmup_epochs: int | None = Field(0, ge=0)
+    # No warm-up unless set: the paper has none.
+    default_warmup_fraction: ClassVar[float] = 0.0
 
 
 def pairwise_distances(e: Tensor, squared: bool = False, eps: float = 1e-12) -> Tensor:
@@ -102,8 +104,7 @@ def rkd_angle_loss(s: Tensor, t: Tensor, block_elements: int = ANGLE_BLOCK_ELEME
 
 
 @register("rkd")
-class RKD(Distiller):
-    Config = RKDConfig
+class RKD(Distiller[RKDConfig]):
     summary = "RKD: distance and angle relations of the embeddings (Park et al. 2019)"
 
     def relation_losses(self, s: Tensor, t: Tensor) -> dict[str, Tensor]:

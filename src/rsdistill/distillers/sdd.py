@@ -28,13 +28,15 @@ from torch import Tensor, nn
 from .base import Distiller
 from .dkd import check_non_target_classes
 from .losses import decoupled_kl_per_sample, softened_kl_per_sample
-from .registry import MethodConfig, register, register_alias
+from .registry import register, register_alias
+from .settings import DistillationSettings
 
 
-class SDDConfig(MethodConfig):
+class SDDConfig(DistillationSettings):
+    # ce_weight: released CIFAR-100 SD-KD 0.1, SD-DKD 1. The released code ramps SD-DKD over 20
+    # epochs and SD-KD not at all; the default here is the logit methods' 10 % of the epochs.
     name: str = "sdd"
     base: Literal["kd", "dkd"] = Field("kd", description="the logit loss taken per region")
-    ce_weight: float = Field(1.0, ge=0, description="CE weight (released CIFAR-100 SD-KD: 0.1; SD-DKD: 1)")
     T: float = Field(4.0, gt=0, description="temperature (CIFAR-100: 4; ImageNet SD-DKD: 1)")
     kd_weight: float = Field(4.0, ge=0, description="KD weight, base kd (released CIFAR-100: 0.9)")
     alpha: float = Field(1.0, ge=0, description="TCKD weight, base dkd (DKD's CIFAR-100 value: 1)")
@@ -44,9 +46,6 @@ class SDDConfig(MethodConfig):
     scales: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1, 2, 4])
     mismatch_weight: float = Field(2.0, ge=0, description="weight of regions whose teacher correctness "
                                                           "differs from the global prediction's")
-    # None: 10 % of the epochs (resolved into config.yaml); 0 disables the ramp (the released code
-    # ramps SD-DKD over 20 epochs, SD-KD not at all).
-    warmup_epochs: int | None = Field(None, ge=0)
 
     @field_validator("scales")
     @classmethod
@@ -83,8 +82,7 @@ def region_mismatch(teacher_regions: Tensor, teacher_logits: Tensor, labels: Ten
 
 
 @register("sdd")
-class SDD(Distiller):
-    Config = SDDConfig
+class SDD(Distiller[SDDConfig]):
     summary = "SDD: KD (or DKD) on multi-scale pooled regions of the last map (Wei et al. 2024)"
 
     def __init__(self, student, teacher, cfg: SDDConfig, info):

@@ -10,7 +10,6 @@ the same numbers as an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import math
 import time
@@ -25,18 +24,17 @@ from torch import Tensor, nn
 from ..config import RunConfig
 from ..data.datamodule import DataModule
 from ..distillers.base import Distiller
-from ..errors import RsDistillError
+from ..errors import TrainingDiverged
 from ..models import LogitsOnly
+from .batch import move
 from .checkpoint import model_record, save_checkpoint
+from .evaluate import evaluate
 from .metrics import AccuracyMeter
 from .runlog import RunLog
 from .seeding import epoch_seed
+from .teacher_cache import TeacherOutputCache
 
 log = logging.getLogger("rsdistill")
-
-
-class TrainingDiverged(RsDistillError):
-    pass
 
 
 @dataclass
@@ -72,41 +70,59 @@ def lr_factor(step: int, steps_per_epoch: int, milestones: list[int], decay: flo
     return factor
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: RunConfig, steps_per_epoch: int):
-    """Stepped every iteration (so a warm-up is smooth); its state is the iteration count."""
-    t = cfg.train
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, functools.partial(lr_factor, steps_per_epoch=steps_per_epoch,
-                                     milestones=t.resolved_milestones(), decay=t.lr_decay,
-                                     warmup_epochs=t.lr_warmup_epochs))
+class LrSchedule:
+    """Sets every group's lr to ``base lr x lr_factor(iteration)`` directly, each iteration (so a
+    warm-up is smooth). The lr is a pure function of the iteration, so a resumed run recomputes it
+    from the completed epochs instead of restoring a scheduler's state."""
 
+    def __init__(self, optimizer: torch.optim.Optimizer, cfg: RunConfig, steps_per_epoch: int):
+        t = cfg.train
+        self.optimizer, self.steps_per_epoch = optimizer, steps_per_epoch
+        self.milestones, self.decay, self.warmup = t.resolved_milestones(), t.lr_decay, t.lr_warmup_epochs
+        self.base_lrs = [g["lr"] for g in optimizer.param_groups]
+        self.iteration = 0
+        self.set_iteration(0)
 
-def move(batch: dict[str, Any], device: torch.device, channels_last: bool) -> dict[str, Any]:
-    out = {}
-    for k, v in batch.items():
-        if isinstance(v, Tensor):
-            v = v.to(device, non_blocking=True)
-            if channels_last and v.dim() == 4:
-                v = v.contiguous(memory_format=torch.channels_last)
-        out[k] = v
-    return out
+    def factor(self, iteration: int) -> float:
+        return lr_factor(iteration, self.steps_per_epoch, self.milestones, self.decay, self.warmup)
+
+    def set_iteration(self, iteration: int) -> None:
+        self.iteration = iteration
+        f = self.factor(iteration)
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = base * f
+
+    def step(self) -> None:
+        self.set_iteration(self.iteration + 1)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"iteration": self.iteration}
 
 
 class Trainer:
     def __init__(self, cfg: RunConfig, distiller: Distiller, data: DataModule, run_dir: Path,
-                 device: torch.device):
+                 device: torch.device, teacher_cache: TeacherOutputCache | None = None):
         self.cfg, self.distiller, self.data, self.run_dir, self.device = cfg, distiller, data, run_dir, device
+        self.teacher_cache: TeacherOutputCache | None = None
+        self.set_teacher_cache(teacher_cache)
         self.ckpt_dir = run_dir / "checkpoints"
         if cfg.train.channels_last:
             distiller.to(memory_format=torch.channels_last)
         distiller.to(device)
         self.optimizer = build_optimizer(distiller, cfg)
         self.steps_per_epoch = math.ceil(data.info.num_train / cfg.train.batch_size)
-        self.scheduler = build_scheduler(self.optimizer, cfg, self.steps_per_epoch)
+        self.scheduler = LrSchedule(self.optimizer, cfg, self.steps_per_epoch)
         self.amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
         self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.amp and device.type == "cuda")
         self.state = TrainState()
         self.teacher_metrics: dict[str, float] | None = None
+        # The last epoch's test pass: the run's final metrics, per-class accuracy and confusion.
+        self.last_test: AccuracyMeter | None = None
+
+    def set_teacher_cache(self, cache: TeacherOutputCache | None) -> None:
+        """Looked up for every batch by (index, view): the method reads it through
+        ``Distiller.teacher_logits`` instead of running the teacher."""
+        self.teacher_cache = cache.to(self.device) if cache is not None else None
 
     # ------------------------------------------------------------------ state
     def load_state(self, ckpt: dict[str, Any]) -> None:
@@ -119,18 +135,9 @@ class Trainer:
         if ts.get("grad_scaler"):
             self.scaler.load_state_dict(ts["grad_scaler"])
         self.state = TrainState(**ts["progress"])
-        self._restore_schedule()
+        # Recomputed, not read back: checkpoints written by another scheduler resume too.
+        self.scheduler.set_iteration(self.state.epoch * self.steps_per_epoch)
         self.teacher_metrics = ts.get("teacher_metrics")
-
-    def _restore_schedule(self) -> None:
-        """The lr is a pure function of the iteration count, so it is recomputed from the completed
-        epochs rather than read back: checkpoints written by another scheduler class resume too."""
-        sched, step = self.scheduler, self.state.epoch * self.steps_per_epoch
-        sched.last_epoch = step
-        lrs = [base * f(step) for base, f in zip(sched.base_lrs, sched.lr_lambdas)]
-        for group, lr in zip(self.optimizer.param_groups, lrs):
-            group["lr"] = lr
-        sched._last_lr = lrs
 
     def _payload(self) -> dict[str, Any]:
         d = self.distiller
@@ -155,20 +162,11 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    @torch.no_grad()
     def evaluate(self, model: nn.Module, part: str) -> AccuracyMeter:
         """``model``: images -> logits (the distiller's student, or a teacher's ``logits``)."""
-        was_training = model.training
-        model.eval()
-        meter = AccuracyMeter(self.data.info.num_classes)
-        for batch in self.data.eval_loader(part, self.cfg.train.test_batch_size):
-            batch = move(batch, self.device, self.cfg.train.channels_last)
-            with self._autocast():
-                logits = model(batch["image"])
-            loss = torch.nn.functional.cross_entropy(logits.float(), batch["label"], reduction="sum")
-            meter.update(logits, batch["label"], float(loss))
-        model.train(was_training)
-        return meter
+        return evaluate(model, self.data.eval_loader(part, self.cfg.train.test_batch_size),
+                        self.data.info.num_classes, self.device,
+                        channels_last=self.cfg.train.channels_last, autocast=self._autocast)
 
     def evaluate_teacher(self) -> None:
         teacher = self.distiller.teacher
@@ -197,11 +195,13 @@ class Trainer:
                        unit="batch", dynamic_ncols=True)
         for batch in loader:
             batch = move(batch, self.device, cfg.train.channels_last)
+            if self.teacher_cache is not None:
+                batch["teacher_logits"] = self.teacher_cache.lookup(batch["index"], batch["view"])
             with self._autocast():
                 logits, losses = d.forward_train(batch)
             total = sum(losses.values())
             if not torch.isfinite(total):
-                bad = {k: float(v) for k, v in losses.items()}
+                bad = {k: float(v.detach()) for k, v in losses.items()}
                 raise TrainingDiverged(
                     f"epoch {epoch}: loss is not finite ({bad}); lower train.lr or the method's "
                     f"weights — the last good state is in '{self.ckpt_dir / 'last.pt'}'"
@@ -229,6 +229,18 @@ class Trainer:
         out["train/top1"] = 100.0 * float(correct) / max(seen, 1)
         return out
 
+    def check_weights_finite(self, epoch: int) -> None:
+        """An epoch's last steps can leave NaN or infinite weights behind a finite loss; checked
+        before the epoch's checkpoint, so last.pt keeps the last good state."""
+        modules = {"student": self.distiller.student, **self.distiller.extra_modules()}
+        for name, module in modules.items():
+            for key, t in module.state_dict().items():  # buffers too: BatchNorm statistics
+                if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                    raise TrainingDiverged(
+                        f"epoch {epoch}: the {name}'s '{key}' is not finite after training; lower "
+                        f"train.lr or the method's weights"
+                    )
+
     def fit(self, runlog: RunLog) -> TrainState:
         cfg = self.cfg
         self.evaluate_teacher()
@@ -238,7 +250,9 @@ class Trainer:
             lr = self.optimizer.param_groups[0]["lr"]
             record: dict[str, Any] = {"epoch": epoch, "lr": lr}
             record.update(self.train_epoch(epoch))
-            test = self.evaluate(self.distiller, "test").summary()
+            self.check_weights_finite(epoch)
+            self.last_test = self.evaluate(self.distiller, "test")
+            test = self.last_test.summary()
             record.update({f"test/{k}": v for k, v in test.items()})
             selected = test
             if self.data.has_val:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..config import PATH_FIELDS
 from ..errors import RsDistillError
 
 
@@ -13,12 +14,14 @@ def read_metrics(run_dir: Path) -> dict[str, Any]:
     file = run_dir / "metrics.json"
     if not file.is_file():
         raise RsDistillError(f"run '{run_dir}' has not finished (no metrics.json)")
-    return json.loads(file.read_text())
+    metrics = json.loads(file.read_text())
+    if metrics.get("status") == "failed":
+        raise RsDistillError(f"run '{run_dir}' failed: {metrics.get('reason')}")
+    return metrics
 
 
 # Settings that do not change what a run computes (where and how it is shown or cached).
 INCIDENTAL = {"train.progress", "train.device", "data.cache", "data.cache_dir", "data.workers"}
-PATH_FIELDS = {"data.root", "data.split_file", "teacher.checkpoint", "model.weights"}
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

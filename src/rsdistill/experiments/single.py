@@ -1,49 +1,92 @@
 """One run, from a config to a finished run directory.
 
-A run directory is the unit of truth: ``config.yaml`` (resolved), ``split.json``, ``metrics.jsonl``
-(per epoch), ``metrics.json`` (final), ``checkpoints/{last,best}.pt``, TensorBoard events in
-``tb/``, ``train.log``, and per-class accuracy and the confusion matrix of the final model.
+A run directory is the unit of truth: ``config.yaml`` (resolved, paths absolute), ``dataset.json``
+(the data's fingerprint), ``split.json``, ``metrics.jsonl`` (per epoch), ``metrics.json`` (final,
+or ``"status": "failed"``), ``checkpoints/{last,best}.pt``, TensorBoard events in ``tb/``,
+``train.log``, and per-class accuracy and the confusion matrix of the final model. ``.lock`` is
+held by the process working on it (see ``rundir``).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
 from ..config import RunConfig, build_config
-from ..data.datamodule import DataModule
+from ..data.datamodule import DataModule, default_cache_dir
+from ..data.fingerprint import check_fingerprint, write_fingerprint
 from ..data.presets import scan_dataset
 from ..data.splits import Split, check_split_matches, load_split, save_split
 from ..distillers import registry
-from ..engine.checkpoint import load_model, read_checkpoint, resolve_checkpoint, run_dir_of
+from ..distillers.settings import RunContext
+from ..engine.checkpoint import load_model, read_checkpoint, run_dir_of
+from ..engine.evaluate import evaluate as evaluate_model
 from ..engine.runlog import RunLog
+from ..engine.teacher_cache import CACHEABLE, load_or_build
 from ..engine.seeding import configure_determinism, resolve_device, seed_everything
 from ..engine.trainer import Trainer
-from ..errors import CheckpointError, ConfigError, DataError, RsDistillError
+from ..errors import CheckpointError, ConfigError, DataError, RsDistillError, TrainingDiverged
 from ..io import atomic_write_json, atomic_write_text
-from ..models import ModelAdapter, build_model, count_parameters
+from ..models import LogitsOnly, ModelAdapter, build_model, count_parameters
 from ..reports.per_class import write_per_class
+from .rundir import ClaimedRunDirectory, check_outside_data, check_output_folder, check_run_folder
 
 log = logging.getLogger("rsdistill")
+
+
+@dataclass(frozen=True)
+class LoadedTeacher:
+    """A teacher as a run uses it: the model, its checkpoint's record (file, architecture, classes,
+    input size) and the split of the run that trained it (None without a split manifest)."""
+
+    model: ModelAdapter
+    record: dict[str, Any]
+    split: Split | None
 
 
 def is_finished(run_dir: Path) -> bool:
     return (run_dir / "metrics.json").is_file()
 
 
-def run(cfg: RunConfig, out: str | Path, *, resume: bool = False) -> dict[str, Any]:
-    """Train (``method.name == "ce"``) or distil into ``out``; returns the final metrics."""
+def run(cfg: RunConfig | None, out: str | Path, *, resume: bool = False,
+        data_root: str | Path | None = None) -> dict[str, Any]:
+    """Train (``method.name == "ce"``) or distil into ``out``; returns the final metrics.
+
+    With ``resume``, ``cfg`` is read from ``out``; ``data_root`` gives the new place of a dataset
+    that moved (it must have the fingerprint recorded in the run's ``dataset.json``)."""
     out = Path(out)
+    if resume:
+        load_run_config(out)  # a run directory, before anything is locked or written
+        check_outside_data(out, data_root)
+    else:
+        check_run_folder(out, cfg.data.root)
+    # Created and locked before the data is decoded: a second process on the folder stops at once.
+    # A start rejected before config.yaml is written removes what the claim created.
+    with ClaimedRunDirectory(out):
+        return _run(cfg, out, resume, data_root)
+
+
+def _run(cfg: RunConfig | None, out: Path, resume: bool, data_root: str | Path | None) -> dict[str, Any]:
+    relocated = False
     if resume:
         cfg = load_run_config(out)
         if is_finished(out):
+            metrics = _read_json(out / "metrics.json")
+            if metrics.get("status") == "failed":
+                raise TrainingDiverged(f"run '{out}' failed and cannot be resumed: {metrics.get('reason')}")
             log.info("run '%s' is already finished", out)
-            return _read_json(out / "metrics.json")
+            return metrics
+        if data_root:
+            cfg.data.root, relocated = _absolute(data_root), True
+        elif cfg.data.root and not Path(cfg.data.root).exists():
+            raise DataError(f"the dataset of run '{out}' is no longer at '{cfg.data.root}': give its new "
+                            f"place with --resume {out} --data DIR")
         ckpt_file = out / "checkpoints" / "last.pt"
         ckpt = read_checkpoint(ckpt_file) if ckpt_file.is_file() else None
     else:
@@ -52,7 +95,7 @@ def run(cfg: RunConfig, out: str | Path, *, resume: bool = False) -> dict[str, A
                 f"run directory '{out}' already holds a run; continue it with --resume {out} "
                 "or choose another --out"
             )
-        cfg = cfg.resolve()
+        cfg = cfg.resolve().with_absolute_paths()
         ckpt = None
 
     device = resolve_device(cfg.train.device)
@@ -62,33 +105,40 @@ def run(cfg: RunConfig, out: str | Path, *, resume: bool = False) -> dict[str, A
     if not cfg.data.root:
         raise ConfigError("data.root: no dataset folder given (use --data DIR)")
     index = scan_dataset(cfg.data.preset, cfg.data.root)
-    teacher, teacher_split = None, None
+    if resume:
+        check_fingerprint(out, index)
+    teacher = None
     if method_cls.requires_teacher:
-        teacher, teacher_split = load_teacher(cfg)
+        teacher = load_teacher(cfg)
         check_teacher_classes(teacher, index.classes)
     split, split_source = None, None
     if resume:
         split, split_source = load_split(out / "split.json"), out / "split.json"
-    elif teacher_split is not None and not cfg.data.split_file:
-        split, split_source = teacher_split, f"the split.json of teacher {cfg.teacher.checkpoint}"
+    elif teacher is not None and teacher.split is not None and not cfg.data.split_file:
+        split, split_source = teacher.split, f"the split.json of teacher {cfg.teacher.checkpoint}"
 
     data = DataModule(cfg.data, cfg.seed, needs=method_cls.needs, split=split, split_source=split_source,
                       progress=cfg.train.progress, device=str(device), index=index)
     if teacher is not None:
-        check_teacher_split(teacher, cfg, data, teacher_split)
+        check_teacher_split(teacher, cfg, data)
+    # Defaults that depend on the run (warm-up, per-pair weights) are filled in before the method
+    # is built: config.yaml records the values actually used.
+    ctx = RunContext(student=cfg.model.name, teacher=teacher.record["arch"] if teacher else None,
+                     num_classes=data.info.num_classes, epochs=cfg.train.epochs)
+    cfg = cfg.model_copy(update={"method": method_cls.resolve_config(cfg.method, ctx)})
 
     seed_everything(cfg.seed)
     student = build_model(cfg.model.name, data.info.num_classes, cfg.model.weights)
     student.set_normalization(data.mean, data.std)
-    distiller = method_cls(student, teacher, cfg.method, data.info)
-    # A method may resolve defaults that depend on the models or the data (e.g. a per-pair weight):
-    # config.yaml records the values actually used.
-    cfg = cfg.model_copy(update={"method": distiller.cfg})
-    # Everything that can reject the input has run: only now does the run directory appear.
-    out.mkdir(parents=True, exist_ok=True)
+    distiller = method_cls(student, teacher.model if teacher else None, cfg.method, data.info)
+    # Everything that can reject the input has run: only now is anything written (config.yaml
+    # first: it marks the folder as a started run).
     if not resume:
         atomic_write_text(out / "config.yaml", cfg.to_yaml())
+        write_fingerprint(out, index)
         save_split(data.split, out / "split.json")
+    elif relocated:  # later resumes and evals find the data at its new place
+        atomic_write_text(out / "config.yaml", cfg.to_yaml())
     trainer = Trainer(cfg, distiller, data, out, device)
     if ckpt is not None:
         trainer.load_state(ckpt)
@@ -99,8 +149,21 @@ def run(cfg: RunConfig, out: str | Path, *, resume: bool = False) -> dict[str, A
         log.info("run '%s': %s %s on %d classes (%d train / %d val / %d test images at %d px), %s",
                  out, cfg.method.name, cfg.model.name, data.info.num_classes, len(data.split.train),
                  len(data.split.val), len(data.split.test), cfg.data.image_size, device)
-        state = trainer.fit(runlog)
-        final = trainer.evaluate(distiller, "test")
+        if teacher is not None and uses_teacher_cache(cfg, method_cls):
+            # after the run log exists, so that train.log records how the cache was obtained
+            trainer.set_teacher_cache(load_or_build(teacher.model, data, device, cache_directory(cfg.data),
+                                                    cfg.train.test_batch_size))
+        try:
+            state = trainer.fit(runlog)
+        except TrainingDiverged as e:
+            # A run that diverged must never read as finished: metrics.json says so, with why.
+            atomic_write_json(out / "metrics.json", {
+                "status": "failed", "reason": str(e), "epochs": trainer.state.epoch,
+                "method": cfg.method.name, "model": cfg.model.name, "device": str(device)})
+            raise
+        # The last epoch's test pass (evaluated again only when resuming a run whose last epoch
+        # finished before the interruption).
+        final = trainer.last_test or trainer.evaluate(distiller, "test")
         write_per_class(out, data.class_names, final.confusion,
                         f"{cfg.model.name} ({cfg.method.name}), test split, last epoch")
         distiller.on_train_end(out, data.eval_loader("train", cfg.train.test_batch_size), device)
@@ -108,6 +171,7 @@ def run(cfg: RunConfig, out: str | Path, *, resume: bool = False) -> dict[str, A
         runlog.close()
 
     metrics = {
+        "status": "finished",
         "top1": state.last["top1"],
         "top5": state.last["top5"],
         "best_top1": state.best_top1,
@@ -125,12 +189,30 @@ def run(cfg: RunConfig, out: str | Path, *, resume: bool = False) -> dict[str, A
         "device": str(device),
     }
     if trainer.teacher_metrics is not None:
-        metrics["teacher"] = {"model": teacher.arch, **trainer.teacher_metrics,
-                              "checkpoint": cfg.teacher.checkpoint, "params": count_parameters(teacher)}
+        metrics["teacher"] = {"model": teacher.record["arch"], **trainer.teacher_metrics,
+                              "checkpoint": cfg.teacher.checkpoint, "params": count_parameters(teacher.model)}
     atomic_write_json(out / "metrics.json", metrics)
     log.info("finished '%s': top-1 %.2f%%  top-5 %.2f%% (last epoch); best on %s %.2f%%",
              out, metrics["top1"], metrics["top5"], metrics["best_selected_on"], metrics["best_top1"])
     return metrics
+
+
+def _absolute(path: str | Path) -> str:
+    return os.path.abspath(os.path.expanduser(str(path)))
+
+
+def uses_teacher_cache(cfg: RunConfig, method_cls: type) -> bool:
+    """A bank of views, the cache not switched off, and a method that uses only the teacher's
+    logits (the others need its features and run it live) on the bank's views only (a second,
+    strongly augmented view is drawn live at every step)."""
+    return (bool(cfg.data.view_bank) and cfg.teacher.cache and method_cls.teacher_outputs <= CACHEABLE
+            and "two_views" not in method_cls.needs)
+
+
+def cache_directory(data_cfg) -> Path | None:
+    if data_cfg.cache != "disk":
+        return None
+    return Path(data_cfg.cache_dir) if data_cfg.cache_dir else default_cache_dir()
 
 
 def load_run_config(run_dir: Path) -> RunConfig:
@@ -144,7 +226,7 @@ def load_run_config(run_dir: Path) -> RunConfig:
     return build_config(raw, source=str(file))
 
 
-def load_teacher(cfg: RunConfig) -> tuple[ModelAdapter, Split | None]:
+def load_teacher(cfg: RunConfig) -> LoadedTeacher:
     if not cfg.teacher.checkpoint:
         raise ConfigError(f"method '{cfg.method.name}' needs a teacher: give --teacher RUN_OR_CKPT")
     teacher, record = load_model(cfg.teacher.checkpoint)
@@ -156,12 +238,11 @@ def load_teacher(cfg: RunConfig) -> tuple[ModelAdapter, Split | None]:
     run_dir = run_dir_of(Path(record["file"]))
     if run_dir is not None and (run_dir / "split.json").is_file():
         split = load_split(run_dir / "split.json")
-    teacher.record = record  # type: ignore[attr-defined]
-    return teacher, split
+    return LoadedTeacher(teacher, record, split)
 
 
-def check_teacher_classes(teacher: ModelAdapter, classes: list[str]) -> None:
-    record = teacher.record  # type: ignore[attr-defined]
+def check_teacher_classes(teacher: LoadedTeacher, classes: list[str]) -> None:
+    record = teacher.record
     if list(record["class_names"]) != classes:
         raise CheckpointError(
             f"teacher '{record['file']}' was trained on {record['num_classes']} classes "
@@ -170,10 +251,10 @@ def check_teacher_classes(teacher: ModelAdapter, classes: list[str]) -> None:
         )
 
 
-def check_teacher_split(teacher: ModelAdapter, cfg: RunConfig, data: DataModule, teacher_split: Split | None) -> None:
-    record = teacher.record  # type: ignore[attr-defined]
-    if teacher_split is not None:
-        leaked = set(teacher_split.train) & set(data.split.test)
+def check_teacher_split(teacher: LoadedTeacher, cfg: RunConfig, data: DataModule) -> None:
+    record = teacher.record
+    if teacher.split is not None:
+        leaked = set(teacher.split.train) & set(data.split.test)
         if leaked:
             raise DataError(
                 f"the teacher was trained on {len(leaked)} image(s) of this run's test split "
@@ -196,9 +277,6 @@ def evaluate(checkpoint: str | Path, data_root: str | None, *, preset: str | Non
     The split is, in order: ``split_file``; the ``split.json`` of the run the checkpoint belongs
     to; otherwise every image of the folder (``part`` = "all").
     """
-    from ..engine.metrics import AccuracyMeter
-    from ..engine.trainer import move
-
     model, record = load_model(checkpoint)
     run_dir = run_dir_of(Path(record["file"]))
     run_cfg = load_run_config(run_dir) if run_dir is not None else None
@@ -211,10 +289,14 @@ def evaluate(checkpoint: str | Path, data_root: str | None, *, preset: str | Non
     data_cfg.split_file = None
     if not data_cfg.root:
         raise ConfigError("eval: no dataset folder given (use --data DIR)")
+    if out is not None:
+        check_output_folder(out, data_cfg.root, "eval.json")
     index = scan_dataset(data_cfg.preset, data_cfg.root)
     if split_file:
         split = load_split(split_file, index)
     elif run_dir is not None and (run_dir / "split.json").is_file():
+        # The run's own split: the data must be the run's dataset, wherever it is now.
+        check_fingerprint(run_dir, index)
         split = load_split(run_dir / "split.json")
         check_split_matches(split, index, run_dir / "split.json")
     else:
@@ -231,14 +313,8 @@ def evaluate(checkpoint: str | Path, data_root: str | None, *, preset: str | Non
     data = DataModule(data_cfg, 0, split=split, index=index, parts=(part,))
     dev = resolve_device(device)
     model.to(dev)
-    meter = AccuracyMeter(len(index.classes))
     t0 = time.perf_counter()
-    with torch.no_grad():
-        for batch in data.eval_loader(part, batch_size):
-            batch = move(batch, dev, False)
-            logits = model.logits(batch["image"])
-            meter.update(logits, batch["label"],
-                         float(torch.nn.functional.cross_entropy(logits, batch["label"], reduction="sum")))
+    meter = evaluate_model(LogitsOnly(model), data.eval_loader(part, batch_size), len(index.classes), dev)
     result = {**meter.summary(), "images": meter.n, "part": part, "checkpoint": record["file"],
               "model": record["arch"], "seconds": round(time.perf_counter() - t0, 2),
               "per_class": dict(zip(index.classes, [round(a, 2) for a in meter.per_class_accuracy()]))}

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torchvision.models import MobileNetV2, ResNet
+from torchvision.models import MobileNetV2, ResNet, ShuffleNetV2
 
 from .features import Output
 from .torchvision_features import (
@@ -19,6 +19,8 @@ from .torchvision_features import (
     mobilenet_features,
     resnet_bn_before_relu,
     resnet_features,
+    shufflenet_bn_before_relu,
+    shufflenet_features,
 )
 
 
@@ -55,6 +57,8 @@ class ModelAdapter(nn.Module):
             return resnet_features(net, x)
         if isinstance(net, MobileNetV2):
             return mobilenet_features(net, x)
+        if isinstance(net, ShuffleNetV2):
+            return shufflenet_features(net, x)
         raise TypeError(f"no feature extractor for {type(net).__name__}")
 
     def logits(self, x: Tensor) -> Tensor:
@@ -75,6 +79,8 @@ class ModelAdapter(nn.Module):
             return resnet_bn_before_relu(net)
         if isinstance(net, MobileNetV2):
             return mobilenet_bn_before_relu(net)
+        if isinstance(net, ShuffleNetV2):
+            return shufflenet_bn_before_relu(net)
         return net.bn_before_relu()
 
 

@@ -10,7 +10,7 @@ import torch
 import torchvision
 from torch import nn
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from . import cifar_resnet, wrn
 from .adapter import ModelAdapter
 
@@ -44,6 +44,9 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec("resnet34", _tv("resnet34"), "imagenet", "torchvision ResNet-34 (21.8 M)"),
         ModelSpec("resnet50", _tv("resnet50"), "imagenet", "torchvision ResNet-50 (25.6 M)"),
         ModelSpec("mobilenet_v2", _tv("mobilenet_v2"), "imagenet", "torchvision MobileNetV2 (3.5 M)"),
+        ModelSpec("shufflenet_v2_x0_5", _tv("shufflenet_v2_x0_5"), "imagenet",
+                  "torchvision ShuffleNetV2 x0.5 (1.4 M; 0.37 M at 30 classes): an on-board-sized student"),
+        ModelSpec("shufflenet_v2_x1_0", _tv("shufflenet_v2_x1_0"), "imagenet", "torchvision ShuffleNetV2 x1.0 (2.3 M)"),
         ModelSpec("resnet20", cifar_resnet.resnet20, "cifar", "CIFAR ResNet-20 (0.27 M)"),
         ModelSpec("resnet56", cifar_resnet.resnet56, "cifar", "CIFAR ResNet-56 (0.86 M)"),
         ModelSpec("resnet8x4", cifar_resnet.resnet8x4, "cifar", "CIFAR ResNet-8x4 (1.2 M)"),
@@ -60,7 +63,7 @@ def model_names() -> list[str]:
 
 def build_model(name: str, num_classes: int, weights: str | Path | None = None) -> ModelAdapter:
     if name not in MODELS:
-        raise CheckpointError(f"unknown model '{name}' (known: {', '.join(MODELS)})")
+        raise ConfigError(f"model.name: unknown model '{name}' (known: {', '.join(MODELS)})")
     net = MODELS[name].build(num_classes)
     if weights is not None:
         load_backbone_weights(net, Path(weights))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.models import MobileNetV2, ResNet
+from torchvision.models import MobileNetV2, ResNet, ShuffleNetV2
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from .features import Features, Output
@@ -77,3 +77,28 @@ def mobilenet_features(net: MobileNetV2, x: Tensor) -> Output:
 def mobilenet_bn_before_relu(net: MobileNetV2) -> list[nn.BatchNorm2d]:
     feats = list(net.features)
     return [feats[i][1] if i == len(feats) - 1 else feats[i].conv[-1] for i in MOBILENET_STAGE_ENDS]
+
+
+def shufflenet_features(net: ShuffleNetV2, x: Tensor) -> Output:
+    """Stages /8, /16, /32 (their units end in a channel shuffle of two halves, one of which was
+    never activated: pre- and post-activation coincide, as for MobileNetV2) and conv5 (/32,
+    Conv-BN-ReLU: its BN output is the pre-activation feature)."""
+    stem = net.maxpool(net.conv1(x))
+    preact, post, x = [], [], stem
+    for stage in (net.stage2, net.stage3, net.stage4):
+        x = stage(x)
+        preact.append(x)
+        post.append(x)
+    pre = net.conv5[1](net.conv5[0](x))
+    x = net.conv5[2](pre)
+    preact.append(pre)
+    post.append(x)
+    pooled = x.mean([2, 3])
+    return Output(net.fc(pooled), Features(stem, preact, post, pooled, net.fc.weight))
+
+
+def shufflenet_bn_before_relu(net: ShuffleNetV2) -> list[nn.BatchNorm2d]:
+    """Undefined: half of each stage's output channels never pass a BatchNorm, so no BN describes
+    the stage's pre-activation distribution (OFD needs one for its teacher)."""
+    raise TypeError("ShuffleNetV2's stages end in a channel shuffle, not a BN + ReLU: it cannot be "
+                    "an OFD teacher (use it as the student)")

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import statistics
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ..errors import RsDistillError
-from .tables import Table
+from .tables import Table, mean_std
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:
@@ -20,6 +22,17 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     metrics = json.loads(metrics_file.read_text())
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() else {}
     return {"dir": run_dir, "metrics": metrics, "config": cfg}
+
+
+def failed(metrics: dict[str, Any]) -> bool:
+    """A run that stopped (diverged): its metrics.json has a reason, not an accuracy."""
+    return metrics.get("status") == "failed"
+
+
+def _baseline_top1(runs: list[dict[str, Any]], name: str | Path) -> float:
+    if any(failed(r["metrics"]) for r in runs):
+        raise RsDistillError(f"--baseline '{name}' is a failed run: it has no accuracy to compare with")
+    return statistics.mean(r["metrics"]["top1"] for r in runs)
 
 
 def method_label(cfg: dict[str, Any], metrics: dict[str, Any]) -> str:
@@ -55,13 +68,64 @@ def run_labels(run_dirs: list[Path]) -> list[str]:
 
 def runs_table(run_dirs: list[Path], baseline: Path | None = None, title: str = "") -> Table:
     runs = [read_run(Path(d)) for d in run_dirs]
-    base = read_run(baseline)["metrics"]["top1"] if baseline else None
+    base = _baseline_top1([read_run(baseline)], baseline) if baseline else None
     table = Table(["run", "model", "method", "epochs", "top-1 (%)", "top-5 (%)", "best top-1 (%)",
                    "Δ top-1" + (f" vs {baseline.name}" if baseline else ""), "train time (min)"], title=title)
     for r, label in zip(runs, run_labels([r["dir"] for r in runs])):
         m, cfg = r["metrics"], r["config"]
+        if failed(m):
+            table.add(label, m.get("model", "?"), method_label(cfg, m), m.get("epochs"), "failed", None, None,
+                      None, round(m.get("seconds", 0.0) / 60, 1))
+            continue
         best = f"{m['best_top1']:.2f} ({m.get('best_selected_on', 'test')})"
         delta = "—" if base is None else f"{m['top1'] - base:+.2f}"
         table.add(label, m.get("model", "?"), method_label(cfg, m), m.get("epochs"), m["top1"], m["top5"],
                   best, delta, round(m.get("seconds", 0.0) / 60, 1))
+    return table
+
+
+SEED_DIR = re.compile(r"^seed\d+$")
+
+
+def group_by_seed(run_dirs: list[Path]) -> dict[Path, list[Path]]:
+    """Runs of the layout ``<setting>/seed<k>`` grouped by setting (in the order given); a run
+    directory not named ``seed<k>`` is a group of its own."""
+    groups: dict[Path, list[Path]] = {}
+    for d in run_dirs:
+        d = Path(d)
+        groups.setdefault(d.parent if SEED_DIR.match(d.name) else d, []).append(d)
+    return groups
+
+
+def seed_groups_table(run_dirs: list[Path], baseline: str | None = None, title: str = "") -> Table:
+    """One row per setting: top-1/top-5 mean ± std over its seeds, the number of seeds, and the
+    difference of the mean top-1 to the ``baseline`` setting's (a folder of seed runs or a run)."""
+    groups = group_by_seed(run_dirs)
+    labels = run_labels(list(groups))
+    rows = []
+    for (setting, dirs), label in zip(groups.items(), labels):
+        runs = [read_run(d) for d in dirs]
+        top1 = [r["metrics"]["top1"] for r in runs if not failed(r["metrics"])]
+        rows.append((setting, label, runs, top1, [r["metrics"]["top5"] for r in runs if not failed(r["metrics"])]))
+    base = None
+    if baseline is not None:
+        wanted = Path(baseline).resolve()
+        match = [r for r in rows if r[0].resolve() == wanted]
+        if not match:
+            raise RsDistillError(f"--baseline '{baseline}' is not one of the tabulated settings")
+        base = _baseline_top1(match[0][2], baseline)
+    table = Table(["setting", "model", "method", "epochs", "seeds", "top-1 (%)", "top-5 (%)",
+                   "Δ top-1" + (f" vs {Path(baseline).name}" if baseline else ""), "train time (min, per run)"],
+                  title=title)
+    for _, label, runs, top1, top5 in rows:
+        m, cfg = runs[0]["metrics"], runs[0]["config"]
+        minutes = statistics.mean(r["metrics"].get("seconds", 0.0) for r in runs) / 60
+        n_failed = len(runs) - len(top1)
+        if n_failed:  # a mean over the seeds that did not fail would hide the failures
+            table.add(label, m.get("model", "?"), method_label(cfg, m), m.get("epochs"), len(runs),
+                      f"failed ({n_failed} of {len(runs)} seeds)", None, None, round(minutes, 1))
+            continue
+        delta = "—" if base is None else f"{statistics.mean(top1) - base:+.2f}"
+        table.add(label, m.get("model", "?"), method_label(cfg, m), m.get("epochs"), len(runs),
+                  mean_std(top1), mean_std(top5), delta, round(minutes, 1))
     return table

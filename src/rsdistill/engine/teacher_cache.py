@@ -1,0 +1,136 @@
+"""The teacher's logits on every view of the view bank, computed once before training.
+
+With ``data.view_bank: K`` every training image has K fixed views, so the teacher's output for a
+training step is a table look-up by (image index, view) instead of a forward pass: a logit method
+then costs about what the student trained alone costs. Methods that need the teacher's features
+declare it (``Distiller.teacher_outputs``) and run the teacher live.
+
+The cache is keyed by everything its values depend on: the teacher's weights (and input
+normalisation), the training split, the decoded training images, the bank (K, the seed, the image
+size, the crop padding and the orientations). A cache file whose key differs is rebuilt, never
+reused; a damaged one too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ..data.datamodule import DataModule
+from ..io import atomic_write
+from ..models import ModelAdapter
+from .batch import move
+
+log = logging.getLogger("rsdistill")
+
+# What the cache can stand in for: a method whose teacher signal is within this set uses it.
+CACHEABLE = frozenset({"logits"})
+CACHE_FORMAT = 1
+
+
+def tensor_digest(tensors: list[tuple[str, Tensor]]) -> str:
+    h = hashlib.sha256()
+    for name, t in tensors:
+        t = t.detach().cpu().contiguous()
+        h.update(f"|{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        # reshaped to 1-d: 0-d tensors (BN batch counters) cannot be viewed as bytes
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:24]
+
+
+def model_digest(model: ModelAdapter) -> str:
+    """The teacher's weights, BN statistics and input normalisation."""
+    return tensor_digest(sorted(model.state_dict().items()))
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    teacher: str  # digest of the teacher's state dict
+    split: str  # digest of the training split's file list
+    images: str  # digest of the decoded training images
+    bank: str  # fingerprint of the view bank (every view's crop and orientation)
+    views: int
+    seed: int
+    image_size: int
+    format: int = CACHE_FORMAT
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:24]
+
+
+def cache_key(teacher: ModelAdapter, data: DataModule) -> CacheKey:
+    bank = data.view_bank
+    if bank is None:
+        raise ValueError("the teacher-output cache needs data.view_bank > 0")
+    paths = "\n".join(data.split.train).encode()
+    return CacheKey(
+        teacher=model_digest(teacher),
+        split=hashlib.sha256(paths).hexdigest()[:24],
+        images=tensor_digest([("train", data.train_images_tensor())]),
+        bank=bank.fingerprint(),
+        views=bank.views,
+        seed=data.seed,
+        image_size=data.cfg.image_size,
+    )
+
+
+class TeacherOutputCache:
+    """``logits[i, k]``: the teacher's logits on view k of training image i (float32)."""
+
+    def __init__(self, logits: Tensor, key: CacheKey):
+        self.logits, self.key = logits, key
+
+    def to(self, device: torch.device) -> TeacherOutputCache:
+        self.logits = self.logits.to(device)
+        return self
+
+    def lookup(self, index: Tensor, view: Tensor) -> Tensor:
+        return self.logits[index.to(self.logits.device), view.to(self.logits.device)]
+
+
+@torch.no_grad()
+def compute_teacher_logits(teacher: ModelAdapter, data: DataModule, device: torch.device,
+                           batch_size: int = 256) -> Tensor:
+    bank = data.view_bank
+    assert bank is not None
+    was_training = teacher.training
+    teacher.eval()
+    out = torch.empty(bank.num_images, bank.views, teacher.num_classes)
+    for batch in data.bank_views_loader(batch_size):
+        b = move(batch, device)
+        out[batch["index"], batch["view"]] = teacher.logits(b["image"]).float().cpu()
+    teacher.train(was_training)
+    return out
+
+
+def load_or_build(teacher: ModelAdapter, data: DataModule, device: torch.device,
+                  directory: Path | None, batch_size: int = 256) -> TeacherOutputCache:
+    """The cache for this teacher and data: read from ``directory`` when a file with the same key
+    is there, else computed (and written there when ``directory`` is given)."""
+    key = cache_key(teacher, data)
+    file = directory / f"teacher-logits-{key.digest()}.pt" if directory is not None else None
+    if file is not None and file.is_file():
+        try:
+            stored = torch.load(file, map_location="cpu", weights_only=True)
+            logits = stored["logits"]
+            expected = (len(data.split.train), key.views, teacher.num_classes)
+            if stored.get("key") == asdict(key) and tuple(logits.shape) == expected:
+                log.info("teacher outputs: cache hit %s", file)
+                return TeacherOutputCache(logits.float(), key)
+            log.warning("teacher-output cache '%s' does not match this teacher and data; rebuilding", file)
+        except Exception as e:  # noqa: BLE001 - a damaged cache is rebuilt, not fatal
+            log.warning("teacher-output cache '%s' unreadable (%s); rebuilding", file, e)
+    t0 = time.perf_counter()
+    logits = compute_teacher_logits(teacher, data, device, batch_size)
+    log.info("teacher outputs: %d views x %d images computed in %.1fs", key.views, logits.shape[0],
+             time.perf_counter() - t0)
+    if file is not None:
+        atomic_write(file, lambda f: torch.save({"key": asdict(key), "logits": logits}, f))
+    return TeacherOutputCache(logits, key)

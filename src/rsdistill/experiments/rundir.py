@@ -1,0 +1,169 @@
+"""Claiming a run directory before a run writes into it.
+
+``--out`` must be a missing or empty folder, or a run directory of ours (one with a
+``config.yaml``), and never the dataset or a folder inside it. A run holds an exclusive OS lock on
+``RUN/.lock`` for its lifetime, so a second process on the same folder stops at once instead of
+interleaving its files with the first one's; the lock file names the holder (pid and host). The OS
+drops the lock when its process dies, so a killed run never blocks ``--resume``. A start that fails
+before writing ``config.yaml`` removes what it created: a rerun finds the folder as it was.
+
+Kept free of torch: tests hold a lock from a second, plain Python process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+from ..errors import RsDistillError
+
+LOCK_NAME = ".lock"
+
+
+class RunDirectoryInUse(RsDistillError):
+    """Another process holds the run directory's lock."""
+
+
+def _resolved(path: str | Path) -> Path:
+    return Path(path).expanduser().resolve()
+
+
+def check_outside_data(out: str | Path, data_root: str | Path | None, option: str = "--out") -> None:
+    """A run or evaluation folder inside the dataset would mix our files into the data."""
+    if not data_root:
+        return
+    o, d = _resolved(out), _resolved(data_root)
+    if o == d or o.is_relative_to(d):
+        raise RsDistillError(f"{option} '{out}' is inside the dataset folder '{data_root}': "
+                             "choose a folder outside the data")
+
+
+def check_run_folder(out: str | Path, data_root: str | Path | None) -> None:
+    """``out`` may receive a new run: missing, empty, or already one of ours (the caller then
+    refuses or resumes it), and outside the data."""
+    out = Path(out)
+    check_outside_data(out, data_root)
+    if out.exists() and not out.is_dir():
+        raise RsDistillError(f"--out '{out}' is a file, not a folder")
+    if out.is_dir() and not (out / "config.yaml").is_file():
+        # A lock file alone is what a killed start leaves behind.
+        others = sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME)
+        if others:
+            raise RsDistillError(
+                f"--out '{out}' is not empty ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}) "
+                "and is not an rsdistill run directory (no config.yaml): choose a new or empty folder"
+            )
+
+
+def check_output_folder(out: str | Path, data_root: str | Path | None, marker: str) -> None:
+    """A folder for a command's result files (``eval --out``): missing, empty or holding an
+    earlier result (``marker``), and outside the data."""
+    out = Path(out)
+    check_outside_data(out, data_root)
+    if out.exists() and not out.is_dir():
+        raise RsDistillError(f"--out '{out}' is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / marker).is_file():
+        raise RsDistillError(f"--out '{out}' is not empty and holds no earlier {marker}: "
+                             "choose a new or empty folder")
+
+
+class RunLock:
+    """An exclusive ``flock`` on ``run_dir/.lock`` (non-blocking: a busy folder is an error)."""
+
+    def __init__(self, run_dir: str | Path):
+        self.run_dir = Path(run_dir)
+        self.file = self.run_dir / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        try:
+            import fcntl
+        except ImportError:  # no flock on this platform (Windows): run unlocked
+            return self
+        # Retried when the file was replaced between open and flock (a failed start removing
+        # its lock file): a lock on an unlinked file would exclude nobody.
+        for _ in range(10):
+            fd = os.open(self.file, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _describe_holder(fd)
+                os.close(fd)
+                raise RunDirectoryInUse(
+                    f"run directory '{self.run_dir}' is in use by another rsdistill process ({holder}); "
+                    "wait for it to end or choose another --out"
+                ) from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.file).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                os.ftruncate(fd, 0)
+                os.write(fd, (json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                          "since": time.strftime("%Y-%m-%d %H:%M:%S")}) + "\n").encode())
+                self._fd = fd
+                return self
+            os.close(fd)
+        raise RunDirectoryInUse(f"run directory '{self.run_dir}': cannot lock '{self.file}' (it keeps being replaced)")
+
+    def release(self, remove: bool = False) -> None:
+        if self._fd is None:
+            return
+        if remove:  # unlinked while still held: nobody can lock the old file in between
+            self.file.unlink(missing_ok=True)
+        os.close(self._fd)  # closing the last descriptor drops the flock
+        self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _describe_holder(fd: int) -> str:
+    try:
+        info = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+        return f"pid {info['pid']} on host {info['host']}, since {info['since']}"
+    except (ValueError, KeyError, OSError, TypeError):
+        return "a process that has not written its pid yet"
+
+
+class ClaimedRunDirectory:
+    """``with ClaimedRunDirectory(out):`` creates ``out`` (and missing parents) and holds its lock;
+    on leaving, a folder still without ``config.yaml`` loses what the claim created."""
+
+    def __init__(self, out: str | Path):
+        self.out = Path(out)
+        self.created: list[Path] = []
+        self.lock = RunLock(self.out)
+
+    def __enter__(self) -> ClaimedRunDirectory:
+        missing, p = [], self.out.absolute()
+        while not p.exists():
+            missing.append(p)
+            p = p.parent
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.created = missing  # deepest first
+        try:
+            self.lock.acquire()
+        except BaseException:
+            self._remove_created()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        started = (self.out / "config.yaml").is_file()
+        self.lock.release(remove=not started)
+        if not started:
+            self._remove_created()
+
+    def _remove_created(self) -> None:
+        for d in self.created:
+            try:
+                d.rmdir()
+            except OSError:  # not empty: another process has claimed it since
+                return

@@ -1,0 +1,189 @@
+"""Image formation (illumination, colour, blur / resolution, noise) and the dataset on disk.
+
+Image ``i`` of class ``c`` is drawn from ``default_rng(SeedSequence([seed, c, i]))``: it does not
+depend on how many classes or images were asked for. :func:`generate_dataset` writes
+``OUT/<class>/<class>_<i:04d>.png`` plus ``OUT/synth.json`` atomically (temporary sibling folder,
+renamed at the end).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from .primitives import F32, Canvas
+from .scenes import SCENE_CLASSES, SCENES
+
+GENERATOR_VERSION = 1
+# The manifest's name for this generator: the module path before the split into a package, kept so
+# that folders written before still match their manifest and are reused.
+GENERATOR_ID = "rsdistill.data.synth"
+
+MIN_SIZE, MAX_SIZE = 16, 1024
+MIN_CLASSES = 2
+
+HAZE = (0.68, 0.72, 0.78)  # colour atmospheric haze blends towards
+_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_YIQ_INV = np.linalg.inv(_YIQ)
+
+
+# ------------------------------------------------------------------------------------------------
+# image formation
+# ------------------------------------------------------------------------------------------------
+
+
+def gauss_blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian blur of an ``(h, w, c)`` image, reflecting at the borders."""
+    r = max(1, int(np.ceil(2.5 * sigma)))
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    k = (k / k.sum()).astype(F32)
+    p = np.pad(img, ((r, r), (0, 0), (0, 0)), mode="reflect")
+    out = sum(k[i] * p[i:i + img.shape[0]] for i in range(2 * r + 1))
+    p = np.pad(out, ((0, 0), (r, r), (0, 0)), mode="reflect")
+    return sum(k[i] * p[:, i:i + img.shape[1]] for i in range(2 * r + 1))
+
+
+def _finish(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The drawn scene as a camera sees it: random illumination, colour, resolution, blur, noise."""
+    n = img.shape[0]
+    img = np.clip(img, 0, 1)
+    # illumination: exposure, gamma, contrast, haze
+    img = img * F32(np.exp(rng.normal(0, 0.12)))
+    img = np.clip(img, 0, 1) ** F32(np.exp(rng.normal(0, 0.12)))
+    # colour: hue rotation and saturation in YIQ, white balance
+    h, s = rng.normal(0, 0.06), np.exp(rng.normal(0, 0.15))
+    rot = np.array([[1, 0, 0], [0, s * np.cos(h), -s * np.sin(h)], [0, s * np.sin(h), s * np.cos(h)]])
+    m = np.diag(np.exp(rng.normal(0, 0.035, 3))) @ _YIQ_INV @ rot @ _YIQ
+    img = img @ m.T.astype(F32)
+    mean = img.mean(axis=(0, 1), keepdims=True)
+    img = mean + (img - mean) * F32(np.exp(rng.normal(0, 0.1)))
+    if rng.random() < 0.3:
+        a = rng.uniform(0.03, 0.2)
+        img = img * F32(1 - a) + F32(a) * np.array(HAZE, F32)
+    # resolution and blur
+    if rng.random() < 0.35 and n >= 24:
+        from PIL import Image
+
+        m2 = max(8, int(round(n / rng.uniform(1.3, 2.2))))
+        chans = [np.asarray(Image.fromarray(np.ascontiguousarray(img[..., k]), "F")
+                            .resize((m2, m2), Image.Resampling.BOX)
+                            .resize((n, n), Image.Resampling.BILINEAR)) for k in range(3)]
+        img = np.stack(chans, -1).astype(F32)
+    sigma = rng.uniform(0.0, 0.7)
+    if sigma > 0.25:
+        img = gauss_blur(img, sigma)
+    # sensor noise
+    img = img + rng.normal(0, rng.uniform(0.004, 0.025), img.shape).astype(F32)
+    return np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+def render_scene(class_name: str, size: int, rng: np.random.Generator) -> np.ndarray:
+    """One synthetic aerial image of ``class_name``: a ``(size, size, 3)`` uint8 RGB array."""
+    if class_name not in SCENES:
+        raise DataError(f"synth: unknown scene class '{class_name}' (one of: {', '.join(SCENE_CLASSES)})")
+    _check_size(size)
+    c = Canvas(int(size), rng)
+    SCENES[class_name](c)
+    return _finish(c.img, rng)
+
+
+# ------------------------------------------------------------------------------------------------
+# dataset on disk
+# ------------------------------------------------------------------------------------------------
+
+
+def _check_int(name: str, value, lo: int, hi: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise DataError(f"synth: {name} must be an integer, got {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        rng = f"at least {lo}" if hi is None else f"between {lo} and {hi}"
+        raise DataError(f"synth: {name} must be {rng}, got {value}")
+    return int(value)
+
+
+def _check_size(size) -> int:
+    return _check_int("size", size, MIN_SIZE, MAX_SIZE)
+
+
+def _manifest(names: list[str], per_class: int, size: int, seed: int) -> dict:
+    return {"generator": GENERATOR_ID, "version": GENERATOR_VERSION, "classes": len(names),
+            "per_class": per_class, "size": size, "seed": seed, "class_names": names}
+
+
+def _reusable(out: Path, manifest: dict) -> bool:
+    """False if ``out`` is absent or an empty folder; True if it holds this very dataset; else an error."""
+    if not (out.exists() or out.is_symlink()):
+        return False
+    if not out.is_dir():
+        raise DataError(f"synth: output '{out}' exists and is not a folder")
+    if not any(out.iterdir()):
+        return False
+    try:
+        old = json.loads((out / "synth.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        old = None
+    if old != manifest:
+        raise DataError(f"synth: output folder '{out}' already exists and was not generated with these "
+                        f"parameters (delete it or choose another OUT)")
+    for name in manifest["class_names"]:
+        d = out / name
+        if not d.is_dir() or len(list(d.glob(f"{name}_*.png"))) != manifest["per_class"]:
+            raise DataError(f"synth: output folder '{out}' is incomplete ('{d}' lacks images); delete it and "
+                            f"run again")
+    return True
+
+
+def generate_dataset(out: str | os.PathLike, classes: int = 12, per_class: int = 100, size: int = 64,
+                     seed: int = 0, progress: bool = False) -> list[str]:
+    """Write ``classes`` x ``per_class`` synthetic scenes to ``out/<class>/<class>_<i:04d>.png``.
+
+    Returns the class names. The folder appears complete or not at all; an existing folder made with
+    the same parameters is reused as is, any other existing (non-empty) folder is an error.
+    """
+    classes = _check_int("classes", classes, MIN_CLASSES, len(SCENE_CLASSES))
+    per_class = _check_int("per_class", per_class, 1)
+    size = _check_size(size)
+    seed = _check_int("seed", seed, 0)
+    out = Path(out)
+    names = list(SCENE_CLASSES[:classes])
+    manifest = _manifest(names, per_class, size, seed)
+
+    if _reusable(out, manifest):
+        return names
+
+    from PIL import Image
+    from tqdm import tqdm
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        tmp.mkdir()
+        with tqdm(total=classes * per_class, desc="synth", unit="img", disable=not progress) as bar:
+            for ci, name in enumerate(names):
+                (tmp / name).mkdir()
+                for i in range(per_class):
+                    rng = np.random.default_rng(np.random.SeedSequence([seed, ci, i]))
+                    arr = render_scene(name, size, rng)
+                    Image.fromarray(arr).save(tmp / name / f"{name}_{i:04d}.png", format="PNG")
+                    bar.update(1)
+        (tmp / "synth.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        if out.is_dir():  # an empty existing folder: replace it
+            out.rmdir()
+        try:
+            os.replace(tmp, out)
+        except OSError:
+            # another process finished the same folder first: fine if it is what we would have written
+            if not _reusable(out, manifest):
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return names
