@@ -161,17 +161,21 @@ def test_isdm_ls_applies_is_and_dm_to_the_standardised_logits():
     from rsdistill.distillers.losses import standardize_logits
 
     b = batch()
-    d = make("isdm", logit_std=True)
+    d = make("isdm", logit_std=True, margin_source="gap")
     with torch.no_grad():
         zt = d.teacher(b["image"]).logits
     z = standardize_logits(zt)
     assert d.temperature == 2.0
     parts = d.soft_targets(z, b["label"])
     assert torch.allclose(parts["p_t"], torch.softmax(z / 2.0, 1), atol=1e-6)
-    m = d.margins(z, b["label"], parts["p_t"])
+    m = d.margins(z, b["label"], parts)
     gap = d.difficulty(z, b["label"], parts["p_t"])
     assert torch.allclose(gap, d.difficulty(standardize_logits(3 * zt + 1), b["label"], parts["p_t"]), atol=1e-4)
     assert m.abs().max() < d.cfg.m
+    # the coupled margin (the default) is IS's shift at the base temperature: -T a
+    coupled = make("isdm", logit_std=True)
+    parts = {**coupled.soft_targets(z, b["label"]), "a": torch.linspace(-1, 1, 8)}
+    assert torch.allclose(coupled.margins(z, b["label"], parts), -2.0 * torch.linspace(-1, 1, 8))
 
 
 @pytest.mark.parametrize(("alias", "base"), [("kd+ls", "kd"), ("dkd+ls", "dkd"), ("mlld+ls", "mlld")])

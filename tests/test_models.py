@@ -103,3 +103,10 @@ def test_student_is_smaller_than_teacher():
 def test_shufflenet_has_no_bn_before_relu_and_says_why():
     with pytest.raises(TypeError, match="channel shuffle"):
         build_model("shufflenet_v2_x0_5", 3).bn_before_relu()
+
+
+def test_an_unknown_model_name_is_a_config_error_naming_the_field():
+    from rsdistill.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="model.name: unknown model 'resnet19'"):
+        build_model("resnet19", 3)

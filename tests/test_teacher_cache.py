@@ -152,3 +152,30 @@ def test_a_student_alone_trains_on_the_bank_too(capsys, scenes, tmp_path):
     code, _, err = run_cli(capsys, "-q", "train", "--data", scenes, "--model", "resnet20",
                            "--out", tmp_path / "ce", "--set", *TINY, "data.view_bank=8")
     assert code == 0, err
+
+
+def test_runs_started_side_by_side_fill_the_cache_once(scenes, teacher_run, tmp_path, monkeypatch):
+    import threading
+    import time
+
+    from rsdistill.engine import teacher_cache
+
+    teacher, _ = load_model(teacher_run)
+    calls = []
+    real = teacher_cache.compute_teacher_logits
+
+    def slow_compute(*args, **kwargs):
+        calls.append(1)
+        time.sleep(0.3)  # long enough for the other run to arrive while this one fills the cache
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(teacher_cache, "compute_teacher_logits", slow_compute)
+    results = []
+    runs = [threading.Thread(target=lambda: results.append(
+        load_or_build(teacher, bank_data(scenes), torch.device("cpu"), tmp_path))) for _ in range(2)]
+    for t in runs:
+        t.start()
+    for t in runs:
+        t.join()
+    assert len(calls) == 1
+    assert torch.equal(results[0].logits, results[1].logits)

@@ -13,6 +13,7 @@ reused; a damaged one too.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -110,27 +111,56 @@ def compute_teacher_logits(teacher: ModelAdapter, data: DataModule, device: torc
     return out
 
 
+@contextlib.contextmanager
+def build_lock(file: Path | None):
+    """Held while one process reads or fills a cache file: runs started side by side on the same
+    teacher and seed fill it once, the others wait and read it."""
+    if file is None:
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): each process builds its own
+        yield
+        return
+    file.parent.mkdir(parents=True, exist_ok=True)
+    with open(file.with_name(file.name + ".lock"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def load_or_build(teacher: ModelAdapter, data: DataModule, device: torch.device,
                   directory: Path | None, batch_size: int = 256) -> TeacherOutputCache:
     """The cache for this teacher and data: read from ``directory`` when a file with the same key
     is there, else computed (and written there when ``directory`` is given)."""
     key = cache_key(teacher, data)
     file = directory / f"teacher-logits-{key.digest()}.pt" if directory is not None else None
-    if file is not None and file.is_file():
-        try:
-            stored = torch.load(file, map_location="cpu", weights_only=True)
-            logits = stored["logits"]
-            expected = (len(data.split.train), key.views, teacher.num_classes)
-            if stored.get("key") == asdict(key) and tuple(logits.shape) == expected:
-                log.info("teacher outputs: cache hit %s", file)
-                return TeacherOutputCache(logits.float(), key)
-            log.warning("teacher-output cache '%s' does not match this teacher and data; rebuilding", file)
-        except Exception as e:  # noqa: BLE001 - a damaged cache is rebuilt, not fatal
-            log.warning("teacher-output cache '%s' unreadable (%s); rebuilding", file, e)
-    t0 = time.perf_counter()
-    logits = compute_teacher_logits(teacher, data, device, batch_size)
-    log.info("teacher outputs: %d views x %d images computed in %.1fs", key.views, logits.shape[0],
-             time.perf_counter() - t0)
-    if file is not None:
-        atomic_write(file, lambda f: torch.save({"key": asdict(key), "logits": logits}, f))
+    with build_lock(file):
+        cached = _read(file, key, (len(data.split.train), key.views, teacher.num_classes))
+        if cached is not None:
+            return TeacherOutputCache(cached, key)
+        t0 = time.perf_counter()
+        logits = compute_teacher_logits(teacher, data, device, batch_size)
+        log.info("teacher outputs: %d views x %d images computed in %.1fs", key.views, logits.shape[0],
+                 time.perf_counter() - t0)
+        if file is not None:
+            atomic_write(file, lambda f: torch.save({"key": asdict(key), "logits": logits}, f))
     return TeacherOutputCache(logits, key)
+
+
+def _read(file: Path | None, key: CacheKey, shape: tuple[int, int, int]) -> Tensor | None:
+    if file is None or not file.is_file():
+        return None
+    try:
+        stored = torch.load(file, map_location="cpu", weights_only=True)
+        logits = stored["logits"]
+        if stored.get("key") == asdict(key) and tuple(logits.shape) == shape:
+            log.info("teacher outputs: cache hit %s", file)
+            return logits.float()
+        log.warning("teacher-output cache '%s' does not match this teacher and data; rebuilding", file)
+    except Exception as e:  # noqa: BLE001 - a damaged cache is rebuilt, not fatal
+        log.warning("teacher-output cache '%s' unreadable (%s); rebuilding", file, e)
+    return None
