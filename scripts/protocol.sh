@@ -9,7 +9,8 @@
 # (w/o IS, w/o DM x SEEDS; w/o both is the kd row), baselines (one seed each), table.
 # Environment: JOBS runs side by side (default 2, one thread each: on a 2-core machine two
 # 2-thread trainings crawl), SEEDS (default "0 1 2"), RSDISTILL (default: rsdistill on PATH),
-# EXTRA (more `--set` overrides for every student, e.g. "train.epochs=20" for a quick pass).
+# EXTRA (more `--set` overrides for every student, e.g. "train.epochs=20" for a quick pass),
+# ABLATION_SEEDS (default: SEEDS), BASELINES (default "dkd kd_ls sdd fitnet at mlld").
 #
 # Re-running resumes interrupted runs and skips finished ones. On 2 CPU cores: the teacher about
 # an hour, a student about 8 minutes (KD and ISDM read the teacher-output cache), a feature
@@ -63,7 +64,7 @@ if has students; then
     done; } | queue || status=1
 fi
 if has ablation; then
-  { for s in $SEEDS; do
+  { for s in ${ABLATION_SEEDS:-$SEEDS}; do
       distill ablation/wo_is "$s" isdm --set method.scaling=false
       distill ablation/wo_dm "$s" isdm --set method.margin=none
     done; } | queue || status=1
@@ -71,12 +72,13 @@ fi
 if has baselines; then
   # DKD: beta 2 (the paper's value for its closest-capacity CIFAR pairs; its CIFAR-100 default 8
   # dominated the loss at 30 classes on AID); the others at their defaults.
-  { distill dkd 0 dkd --set method.beta=2
-    distill kd_ls 0 kd+ls
-    distill sdd 0 sdd
-    distill fitnet 0 fitnet
-    distill at 0 at
-    distill mlld 0 mlld; } | queue || status=1
+  { for b in ${BASELINES:-dkd kd_ls sdd fitnet at mlld}; do
+      case $b in
+        dkd) distill dkd 0 dkd --set method.beta=2 ;;
+        kd_ls) distill kd_ls 0 kd+ls ;;
+        *) distill "$b" 0 "$b" ;;
+      esac
+    done; } | queue || status=1
 fi
 if has table; then
   runs=()

@@ -24,7 +24,7 @@ C = 5
 # reconstruction's batch z-score margin.
 VARIANTS = {
     "isdm/trained_scaler": ("isdm", {}),
-    "isdm/trained_scaler/kappa=0.5": ("isdm", {"kappa": 0.5}),
+    "isdm/trained_scaler/kappa=1": ("isdm", {"kappa": 1.0}),
     "isdm/margin_source=gap": ("isdm", {"margin_source": "gap"}),
 }
 NAMES = sorted(registry.names()) + sorted(registry.ALIASES) + sorted(VARIANTS)

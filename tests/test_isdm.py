@@ -410,7 +410,7 @@ def test_dm_alone_uses_the_shift_a_perfect_scaler_would_learn_and_each_half_chan
     with torch.no_grad():
         zt = full.teacher(b["image"]).logits
     p_t = F.softmax(zt / 4.0, 1)
-    expected = -4.0 * er_optimal_shift(p_t, b["label"], 1.0, 5.0)
+    expected = -0.5 * 4.0 * er_optimal_shift(p_t, b["label"], 1.0, 5.0)  # kappa 0.5, T 4
     assert torch.allclose(wo_is.margins(zt, b["label"], {"p_t": p_t, "a": torch.zeros(8)}), expected, atol=1e-5)
     kd = make("kd")
     kd.student.load_state_dict(full.student.state_dict())

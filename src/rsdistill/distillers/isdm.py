@@ -51,8 +51,9 @@ class ISDMConfig(LogitStandardization, DistillationSettings):
     margin_source: Literal["scaling", "gap", "prob"] = Field(
         "scaling", description="dynamic margin from IS's shift of the teacher's target (scaling), or "
                                "the batch z-score of the teacher's logit gap (gap) or of p_t[y] (prob)")
-    kappa: float = Field(1.0, ge=0, description="margin_source=scaling: m_i = -kappa T a_i (1: the student "
-                                                "is shifted as the teacher's label was)")
+    # 0.5: measured best of {1, 0.5} on the CPU protocol (docs/isdm_search.md); 0 is IS alone.
+    kappa: float = Field(0.5, ge=0, description="margin_source=scaling: m_i = -kappa T a_i (1: the student "
+                                                "is shifted as the teacher's label was, 0: IS alone)")
     is_input: Literal["sorted", "probs"] = Field(
         "sorted", description="scaler input: target-first sorted probabilities, or p_t in class order")
     is_grad_from_kd: bool = Field(False, description="let the alignment gradient reach the scaler")
