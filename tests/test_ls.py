@@ -172,10 +172,10 @@ def test_isdm_ls_applies_is_and_dm_to_the_standardised_logits():
     gap = d.difficulty(z, b["label"], parts["p_t"])
     assert torch.allclose(gap, d.difficulty(standardize_logits(3 * zt + 1), b["label"], parts["p_t"]), atol=1e-4)
     assert m.abs().max() < d.cfg.m
-    # the coupled margin (the default) is IS's shift at the base temperature: -T a
+    # the coupled margin (the default) is IS's shift at the base temperature: -kappa T a
     coupled = make("isdm", logit_std=True)
     parts = {**coupled.soft_targets(z, b["label"]), "a": torch.linspace(-1, 1, 8)}
-    assert torch.allclose(coupled.margins(z, b["label"], parts), -2.0 * torch.linspace(-1, 1, 8))
+    assert torch.allclose(coupled.margins(z, b["label"], parts), -0.5 * 2.0 * torch.linspace(-1, 1, 8))  # kappa 0.5
 
 
 @pytest.mark.parametrize(("alias", "base"), [("kd+ls", "kd"), ("dkd+ls", "dkd"), ("mlld+ls", "mlld")])

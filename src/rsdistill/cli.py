@@ -85,13 +85,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the main job on the embedded synthetic scenes (what `make demo` runs)")
     p.add_argument("--out", metavar="DIR", default="demo-out")
-    p.add_argument("--classes", type=int, default=12)
-    p.add_argument("--per-class", type=int, default=100)
-    p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--teacher-epochs", type=int, default=40)
-    p.add_argument("--student-epochs", type=int, default=16)
-    p.add_argument("--lr-warmup-epochs", type=float, default=2.0)
-    p.add_argument("--seed", type=int, default=0)
+    from .experiments.demo import DemoSettings  # the defaults live there, once
+
+    d = DemoSettings()
+    p.add_argument("--classes", type=int, default=d.classes)
+    p.add_argument("--per-class", type=int, default=d.per_class)
+    p.add_argument("--image-size", type=int, default=d.image_size)
+    p.add_argument("--teacher-epochs", type=int, default=d.teacher_epochs)
+    p.add_argument("--student-epochs", type=int, default=d.student_epochs)
+    p.add_argument("--lr-warmup-epochs", type=float, default=d.lr_warmup_epochs)
+    p.add_argument("--seed", type=int, default=d.seed)
 
     p = sub.add_parser("table", help="compare finished run directories (top-1/top-5, Markdown/CSV/LaTeX)")
     p.add_argument("runs", nargs="+", metavar="RUN")

@@ -29,7 +29,7 @@ class DemoSettings:
     per_class: int = 100
     image_size: int = 64
     teacher_epochs: int = 40
-    student_epochs: int = 30
+    student_epochs: int = 16
     # A linear lr warm-up: at lr 0.1 a network trained from scratch on 960 images otherwise spends
     # its first epoch in exploding BatchNorm statistics (the article's 200-epoch runs absorb this).
     lr_warmup_epochs: float = 2.0
