@@ -24,8 +24,10 @@ C = 5
 # reconstruction's batch z-score margin.
 VARIANTS = {
     "isdm/trained_scaler": ("isdm", {}),
-    "isdm/trained_scaler/kappa=1": ("isdm", {"kappa": 1.0}),
-    "isdm/margin_source=gap": ("isdm", {"margin_source": "gap"}),
+    "isdm/trained_scaler/is_direction=raise": ("isdm", {"is_direction": "raise"}),
+    "isdm/trained_scaler/is_level=entropy": ("isdm", {"is_level": "entropy"}),
+    "isdm/trained_scaler/is_level=entropy/kappa=1": ("isdm", {"is_level": "entropy", "kappa": 1.0}),
+    "isdm/margin_source=gap": ("isdm", {"margin_source": "gap", "is_level": "entropy"}),
 }
 NAMES = sorted(registry.names()) + sorted(registry.ALIASES) + sorted(VARIANTS)
 

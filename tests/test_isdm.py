@@ -17,6 +17,8 @@ from rsdistill.distillers.isdm import (
     dynamic_margin,
     entropy_regularization,
     er_optimal_shift,
+    level_entropy_weights,
+    level_shift,
     scaled_soft_label,
     scaler_input,
 )
@@ -376,6 +378,81 @@ def test_er_optimal_shift_is_the_stationary_point_of_l_er_per_sample():
     assert torch.equal(er_optimal_shift(p_t, y, 0.0, a_max=5.0), torch.full((4,), 5.0))
 
 
+def test_is_level_teacher_puts_l_er_optimum_at_the_batch_mean_target_probability():
+    """is_level: teacher (H4): every sample's entropy weight is solved so that L_ER's optimum is
+    q[y] = the batch's mean p_t[y]: samples below it are lifted, samples above it lowered."""
+    zt = torch.tensor([[8.0, 1.0, 0.5, 0.0, -1.0, 0.0], [0.2, 1.5, 1.4, 0.0, 0.0, 0.0],
+                       [-1.0, 3.0, 0.0, 0.0, 0.0, 0.0]])
+    y = torch.tensor([0, 0, 0])
+    p_t = F.softmax(zt / 4.0, 1)
+    level = p_t[:, 0].mean()
+    lam = level_entropy_weights(p_t, y, level)
+    # by hand for sample 1: t = logit(level), H_nt of p_t[1, 1:] renormalised, lambda = (1 + e^-t) / (t + H_nt)
+    rest = p_t[1, 1:] / p_t[1, 1:].sum()
+    t = torch.logit(level)
+    assert lam[1].item() == pytest.approx(((1 + torch.exp(-t)) / (t - (rest * rest.log()).sum())).item(), rel=1e-5)
+    a = level_shift(p_t, y, level, a_max=50.0).requires_grad_(True)
+    assert a[0] < 0 < a[2]  # the confident sample is lowered, the misclassified one lifted
+    q = scaled_soft_label(zt, y, a, 4.0)
+    assert torch.allclose(q[:, 0], level.expand(3), atol=1e-6)
+    per_sample = [entropy_regularization(q[i:i + 1], y[i:i + 1], lam[i]) for i in range(3)]
+    assert torch.autograd.grad(sum(per_sample), a)[0].abs().max().item() < 1e-5
+    # a level at or below the maximum-entropy point cannot be reached: the weight is capped
+    assert level_entropy_weights(p_t, y, torch.tensor(1e-4), max_weight=50.0).eq(50.0).all()
+
+
+def test_a_config_that_sets_lambda_H_without_is_level_means_the_entropy_level():
+    """lambda_H only acts with is_level: entropy; run folders made before is_level existed list
+    lambda_H in their config.yaml and must resume as they were trained."""
+    assert build_config({"method": {"name": "isdm"}}).method.is_level == "teacher"
+    assert build_config({"method": {"name": "isdm", "lambda_H": 0.3}}).method.is_level == "entropy"
+    explicit = {"name": "isdm", "lambda_H": 0.3, "is_level": "teacher"}
+    assert build_config({"method": explicit}).method.is_level == "teacher"
+
+
+def test_is_level_teacher_without_scaler_margins_use_the_level_shift():
+    b = batch()
+    d = make("isdm", scaling=False, is_level="teacher", kappa=1.0)
+    with torch.no_grad():
+        zt = d.teacher(b["image"]).logits
+    p_t = F.softmax(zt / 4.0, 1)
+    level = p_t.gather(1, b["label"][:, None]).mean()
+    expected = -4.0 * level_shift(p_t, b["label"], level, 5.0)
+    assert torch.allclose(d.margins(zt, b["label"], {"p_t": p_t, "a": torch.zeros(8)}), expected, atol=1e-5)
+
+
+def test_is_direction_raise_applies_only_lifts_while_the_scaler_learns_the_two_sided_optimum():
+    """is_direction: raise lifts hard samples and leaves easy ones at the teacher's label; L_ER
+    (what trains the scaler) is the same as with both directions, so its gradient flows from the
+    zero start."""
+    b = batch()
+    both, up = make("isdm"), make("isdm", is_direction="raise", margin="none")
+    torch.manual_seed(5)
+    for p in both.scaler.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    with torch.no_grad():
+        zt = both.teacher(b["image"]).logits
+        y = b["label"]
+        u = scaler_input(F.softmax(zt / 4.0, 1), y, "sorted")
+        both.scaler.net[2].bias -= both.scaler(u).median()  # some samples lifted, some lowered
+    up.scaler.load_state_dict(both.scaler.state_dict())
+    two, one = both.soft_targets(zt, y), up.soft_targets(zt, y)
+    assert (two["a"] < 0).any() and (two["a"] > 0).any()
+    assert torch.equal(one["a"], two["a"].clamp_min(0))
+    lowered = two["a"] < 0
+    assert torch.allclose(one["q"][lowered], one["p_t"][lowered], atol=1e-6)  # easy samples untouched
+    assert torch.allclose(one["er"], two["er"])
+    fresh = make("isdm", is_direction="raise")
+    _, losses = fresh.forward_train(b)
+    losses["er"].backward()
+    assert fresh.scaler.net[2].weight.grad.abs().sum() > 0
+    # without a scaler, DM's shift is the one-sided optimum too
+    wo_is = make("isdm", scaling=False, is_direction="raise", kappa=1.0, is_level="entropy")
+    p_t = F.softmax(zt / 4.0, 1)
+    m = wo_is.margins(zt, y, {"p_t": p_t, "a": torch.zeros(8)})
+    assert torch.allclose(m, -4.0 * er_optimal_shift(p_t, y, 1.0, 5.0).clamp_min(0), atol=1e-5)
+
+
 def test_coupled_margin_with_kappa_1_keeps_the_teachers_prediction_as_the_students_optimum():
     """m_i = -T a_i: a student equal to the teacher has zero alignment loss whatever IS does, and
     the loss is TCKD on the shifted binaries plus (1 - q_y) NCKD (IS reweights, DM re-centres)."""
@@ -410,7 +487,8 @@ def test_dm_alone_uses_the_shift_a_perfect_scaler_would_learn_and_each_half_chan
     with torch.no_grad():
         zt = full.teacher(b["image"]).logits
     p_t = F.softmax(zt / 4.0, 1)
-    expected = -0.5 * 4.0 * er_optimal_shift(p_t, b["label"], 1.0, 5.0)  # kappa 0.5, T 4
+    level = p_t.gather(1, b["label"][:, None]).mean()  # is_level: teacher
+    expected = -0.5 * 4.0 * level_shift(p_t, b["label"], level, 5.0)  # kappa 0.5, T 4
     assert torch.allclose(wo_is.margins(zt, b["label"], {"p_t": p_t, "a": torch.zeros(8)}), expected, atol=1e-5)
     kd = make("kd")
     kd.student.load_state_dict(full.student.state_dict())

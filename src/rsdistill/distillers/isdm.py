@@ -43,7 +43,15 @@ class ISDMConfig(LogitStandardization, DistillationSettings):
     gamma: float = Field(4.0, ge=0, description="weight of the alignment (distillation) term")
     beta: float = Field(0.1, ge=0, description="weight of the entropy regularisation L_ER")
     m: float = Field(5.0, ge=0, description="margin scale (dynamic) or the margin (fixed)")
-    lambda_H: float = Field(1.0, ge=0, description="entropy weight inside L_ER")
+    lambda_H: float = Field(1.0, ge=0, description="entropy weight inside L_ER (is_level=entropy)")
+    # teacher: measured best on the CPU protocol (docs/isdm_search.md); entropy is the first level rule.
+    is_level: Literal["entropy", "teacher"] = Field(
+        "teacher", description="the target level L_ER lifts or lowers q[y] to: set by lambda_H (entropy), or "
+                               "the batch's mean teacher target probability (teacher: each sample's entropy "
+                               "weight is solved so that L_ER's optimum is that level)")
+    is_direction: Literal["both", "raise", "lower"] = Field(
+        "both", description="which way IS may move q[y]: both, only up (hard samples) or only down (easy "
+                            "samples); the shift is clamped at 0 on the other side")
     h: int = Field(64, ge=1, description="hidden width of the scaler")
     a_max: float = Field(5.0, gt=0, description="clamp of the scaler's output")
     scaling: bool = Field(True, description="IS: scale the teacher's target class per instance")
@@ -69,7 +77,17 @@ class ISDMConfig(LogitStandardization, DistillationSettings):
             if "ce_weight" in values:
                 raise ValueError("give the CE weight once: 'ce_weight' ('alpha' is its old name)")
             values["ce_weight"] = values.pop("alpha")
+        if isinstance(values, dict) and "lambda_H" in values and "is_level" not in values:
+            # lambda_H only acts with the entropy level: a config that sets it means that level. So
+            # do the resolved config.yaml files of runs made before `is_level` existed (they list
+            # every field), which therefore resume and evaluate as they were trained.
+            values = {**values, "is_level": "entropy"}
         return values
+
+
+def shift_bounds(direction: str, a_max: float) -> tuple[float, float]:
+    """The interval IS's shift a_i is clamped to."""
+    return {"both": (-a_max, a_max), "raise": (0.0, a_max), "lower": (-a_max, 0.0)}[direction]
 
 
 class InstanceScaler(nn.Module):
@@ -106,8 +124,8 @@ def scaled_soft_label(teacher_logits: Tensor, labels: Tensor, a: Tensor, T: floa
     return F.softmax(teacher_logits / T + a[:, None] * target_mask(teacher_logits, labels), dim=1)
 
 
-def entropy_regularization(q: Tensor, labels: Tensor, lambda_H: float) -> Tensor:
-    """L_ER = mean_i [ -log q_i[y_i] - lambda_H H(q_i) ]."""
+def entropy_regularization(q: Tensor, labels: Tensor, lambda_H: float | Tensor) -> Tensor:
+    """L_ER = mean_i [ -log q_i[y_i] - lambda_H H(q_i) ]; lambda_H is one weight or one per sample."""
     log_q = q.clamp_min(1e-30).log()
     nll = -log_q.gather(1, labels[:, None]).squeeze(1)
     entropy = -(q * log_q).sum(1)
@@ -129,6 +147,32 @@ def coupled_margin(shift: Tensor, T: float, kappa: float) -> Tensor:
     return -kappa * T * shift.detach()
 
 
+def target_and_non_target_entropy(p: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """p[y] (clamped away from 0 and 1) and the entropy of the renormalised non-target part of p."""
+    mask = target_mask(p, labels)
+    p_y = p[mask].clamp(1e-12, 1 - 1e-12)
+    rest = p.masked_fill(mask, 0.0) / (1 - p_y)[:, None]
+    return p_y, -(rest * rest.clamp_min(1e-30).log()).sum(1)
+
+
+def level_entropy_weights(p_t: Tensor, labels: Tensor, level: Tensor, max_weight: float = 10.0) -> Tensor:
+    """Per-sample lambda_i that put L_ER's optimum at q[y] = level (H4: a level tied to the teacher).
+
+    With q = softmax(log p_t + a e_y), t = logit(q_y) and H_nt the non-target entropy (unchanged by
+    a), dL_ER/dt = (1 - q_y) (lambda q_y (t + H_nt) - 1): the stationary point is at the level when
+    lambda = (1 + e^{-t}) / (t + H_nt). Levels at or below the maximum-entropy point (t <= -H_nt)
+    cannot be reached by any weight (a confidently wrong teacher: its non-target mass sits on one
+    class); there lambda is max_weight, which puts the optimum near the maximum-entropy point without
+    letting those samples' gradients swamp the scaler's. (At 30 classes and T = 4 the weights of the
+    CPU protocol's teacher lie in 1.9-2.8: none is capped.)"""
+    p = p_t.detach().double()
+    _, h_nt = target_and_non_target_entropy(p, labels)
+    t = torch.logit(level.detach().double().clamp(1e-6, 1 - 1e-6)).expand_as(h_nt)
+    denom = t + h_nt
+    lam = torch.where(denom > 0, (1 + torch.exp(-t)) / denom.clamp_min(1e-12), torch.full_like(t, max_weight))
+    return lam.clamp(max=max_weight).to(p_t.dtype)
+
+
 def er_optimal_shift(p_t: Tensor, labels: Tensor, lambda_H: float, a_max: float, iters: int = 60) -> Tensor:
     """The a_i minimising -log q_y - lambda_H H(q) for q = softmax(log p_t + a e_y), per sample.
 
@@ -136,11 +180,7 @@ def er_optimal_shift(p_t: Tensor, labels: Tensor, lambda_H: float, a_max: float,
     renormalised non-target distribution, H(q) = h(q_y) + (1 - q_y) H_nt and the stationarity
     condition is  -t - H_nt + (1 + e^{-t}) / lambda_H = 0,  strictly decreasing in t: solved by
     bisection. a* = t* - logit(p_y), clamped to [-a_max, a_max] (+a_max when lambda_H = 0)."""
-    p = p_t.detach().double()
-    mask = target_mask(p, labels)
-    p_y = p[mask].clamp(1e-12, 1 - 1e-12)
-    rest = p.masked_fill(mask, 0.0) / (1 - p_y)[:, None]
-    h_nt = -(rest * rest.clamp_min(1e-30).log()).sum(1)
+    p_y, h_nt = target_and_non_target_entropy(p_t.detach().double(), labels)
     if lambda_H == 0:
         return torch.full_like(p_y, a_max).to(p_t.dtype)
     lo, hi = torch.full_like(p_y, -60.0), torch.full_like(p_y, 60.0)
@@ -150,6 +190,12 @@ def er_optimal_shift(p_t: Tensor, labels: Tensor, lambda_H: float, a_max: float,
         lo, hi = torch.where(positive, t, lo), torch.where(positive, hi, t)
     a = (lo + hi) / 2 - torch.logit(p_y)
     return a.clamp(-a_max, a_max).to(p_t.dtype)
+
+
+def level_shift(p_t: Tensor, labels: Tensor, level: Tensor, a_max: float) -> Tensor:
+    """The shift that takes p_t[y] to the level: logit(level) - logit(p_t[y]), clamped."""
+    p_y = target_logit(p_t.detach(), labels).clamp(1e-12, 1 - 1e-12)
+    return (torch.logit(level.detach().clamp(1e-6, 1 - 1e-6)) - torch.logit(p_y)).clamp(-a_max, a_max)
 
 
 @register("isdm")
@@ -190,8 +236,23 @@ class ISDM(Distiller[ISDMConfig]):
         if self.scaler is None:
             return {"p_t": p_t, "q": p_t, "a": torch.zeros_like(labels, dtype=p_t.dtype)}
         a = self.scaler(scaler_input(p_t, labels, cfg.is_input).detach())
+        er = entropy_regularization(scaled_soft_label(teacher_logits, labels, a, T), labels,
+                                    self.entropy_weight(p_t, labels))
+        if cfg.is_direction != "both":
+            # The scaler still learns L_ER's two-sided optimum (a clamp at 0 would stop its
+            # gradient at the zero start); only the shifts in the allowed direction are applied.
+            a = a.clamp(*shift_bounds(cfg.is_direction, cfg.a_max))
         q = scaled_soft_label(teacher_logits, labels, a, T)
-        return {"p_t": p_t, "q": q, "a": a, "er": entropy_regularization(q, labels, cfg.lambda_H)}
+        return {"p_t": p_t, "q": q, "a": a, "er": er}
+
+    def level(self, p_t: Tensor, labels: Tensor) -> Tensor:
+        """is_level=teacher: the batch's mean teacher target probability (detached)."""
+        return target_logit(p_t, labels).detach().mean()
+
+    def entropy_weight(self, p_t: Tensor, labels: Tensor) -> float | Tensor:
+        if self.cfg.is_level == "teacher":
+            return level_entropy_weights(p_t, labels, self.level(p_t, labels))
+        return self.cfg.lambda_H
 
     def difficulty(self, teacher_logits: Tensor, labels: Tensor, p_t: Tensor) -> Tensor:
         """Large for easy samples: the teacher's logit gap (or its target probability)."""
@@ -212,9 +273,14 @@ class ISDM(Distiller[ISDMConfig]):
     def target_shift(self, p_t: Tensor, labels: Tensor, parts: dict[str, Tensor]) -> Tensor:
         """IS's shift a_i of the teacher's tempered target logit: the scaler's output, or without
         IS the shift a perfect scaler would learn (the per-sample optimum of L_ER)."""
+        cfg = self.cfg
         if self.scaler is not None:
             return parts["a"].detach()
-        return er_optimal_shift(p_t, labels, self.cfg.lambda_H, self.cfg.a_max)
+        if cfg.is_level == "teacher":
+            a = level_shift(p_t, labels, self.level(p_t, labels), cfg.a_max)
+        else:
+            a = er_optimal_shift(p_t, labels, cfg.lambda_H, cfg.a_max)
+        return a.clamp(*shift_bounds(cfg.is_direction, cfg.a_max))
 
     def alignment(self, student_logits: Tensor, labels: Tensor, q: Tensor, m: Tensor) -> Tensor:
         """L_DM = T^2 mean KL(q || softmax((z_s - m e_y) / T)); the margin shifts the target only."""
@@ -313,5 +379,6 @@ class ISDM(Distiller[ISDMConfig]):
                            "scaler output a, teacher logit gap, and margin m (dynamic margins "
                            "standardised over the training set)",
             "T": self.temperature, "logit_std": cfg.logit_std, "scaling": cfg.scaling,
-            "margin": cfg.margin, "m_scale": cfg.m, "lambda_H": cfg.lambda_H, "samples": samples,
+            "margin": cfg.margin, "m_scale": cfg.m, "lambda_H": cfg.lambda_H, "is_level": cfg.is_level,
+            "samples": samples,
         })
