@@ -3,6 +3,7 @@
 
     python benchmarks/run.py --quick    # under 3 minutes on 2 cores: benchmarks/results.md
     python benchmarks/run.py            # larger sizes and more steps: benchmarks/results-full.md
+    python benchmarks/run.py --device cuda   # the training sections on a GPU
 
 1. Input pipeline: one training epoch of batches decoded on every access (``data.cache=off``)
    against the decoded cache (``data.cache=memory``), from 150 px PNG scenes to the training size
@@ -17,6 +18,14 @@
 4. Method cost: wall time and peak memory of a training step (student forward/backward + teacher
    forward + the method's losses) for every registered method, relative to KD
    (``isdm_over_kd``).
+5. Speed options (``speed_options``): the trainer's KD epoch with each option of issue 9 part 3
+   switched on alone, against the defaults: ``train.channels_last``, ``train.optimizer_impl``
+   foreach / fused, ``data.gpu_augment``; on CUDA also ``train.amp`` (bfloat16, and float16 with
+   its gradient scaler), ``train.compile`` and cudnn's autotuner off; and, as micro-benchmarks, the
+   teacher's forward under ``torch.inference_mode`` against ``torch.no_grad`` and a batch's copy to
+   the device from pinned against pageable memory (CUDA). Options that do not apply on the CPU are
+   listed as skipped. ``--device cuda`` runs sections 2, 3 and 5 on the GPU (the summary records
+   the device's name).
 Numbers are ratios measured in the same process, one after another; absolute times depend on the
 machine and are printed for reference only. ``peer_ratio`` (against torchdistill) is null unless
 torchdistill is importable: it is not a dependency of the project.
@@ -41,6 +50,7 @@ from rsdistill.data.datamodule import DataModule
 from rsdistill.data.info import DataInfo
 from rsdistill.distillers import registry
 from rsdistill.distillers.settings import RunContext
+from rsdistill.engine.seeding import configure_determinism, resolve_device
 from rsdistill.engine.teacher_cache import load_or_build
 from rsdistill.engine.trainer import Trainer, build_optimizer
 from rsdistill.models import build_model
@@ -117,22 +127,33 @@ def peak_rss_mib() -> int:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work: a GPU step is timed when it has run, not when queued."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def epoch_seconds(trainer: Trainer, epochs: int) -> float:
     """Median wall time of the trainer's training epoch (after one warm-up epoch)."""
     times = []
     for e in range(epochs + 1):
+        synchronize(trainer.device)
         t0 = time.perf_counter()
         trainer.train_epoch(e + 1)
+        synchronize(trainer.device)
         if e:
             times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
 
-def build_trainer(root: Path, method: str, cache: bool, size: int, epochs: int, run_dir: Path) -> Trainer:
-    cfg = build_config({"data": {"root": str(root), "image_size": size, "view_bank": 8, "rs_aug": True},
+def build_trainer(root: Path, method: str, cache: bool, size: int, epochs: int, run_dir: Path,
+                  device: torch.device = CPU, data: dict | None = None, train: dict | None = None) -> Trainer:
+    """The toolkit's trainer for one benchmark; ``data`` and ``train`` override config fields."""
+    cfg = build_config({"data": {"root": str(root), "image_size": size, "view_bank": 8, "rs_aug": True,
+                                 **(data or {})},
                         "method": {"name": method}, "model": {"name": "resnet18"},
-                        "train": {"epochs": 100, "progress": False}}).resolve()
-    data = DataModule(cfg.data, seed=0)
+                        "train": {"epochs": 100, "progress": False, **(train or {})}}).resolve()
+    data = DataModule(cfg.data, seed=0, device=str(device))
     cls = registry.get(method)
     torch.manual_seed(0)
     teacher = build_model("resnet34", data.info.num_classes) if cls.requires_teacher else None
@@ -143,18 +164,18 @@ def build_trainer(root: Path, method: str, cache: bool, size: int, epochs: int, 
     student.set_normalization(data.mean, data.std)
     d = cls(student, teacher, method_cfg, data.info)
     d.set_epoch(50)
-    teacher_cache = load_or_build(teacher, data, CPU, None) if cache and teacher is not None else None
-    return Trainer(cfg, d, data, run_dir, CPU, teacher_cache)
+    teacher_cache = load_or_build(teacher, data, device, None) if cache and teacher is not None else None
+    return Trainer(cfg, d, data, run_dir, device, teacher_cache)
 
 
-def bench_teacher_cache(root: Path, size: int, epochs: int) -> tuple[Table, dict[str, float]]:
+def bench_teacher_cache(root: Path, size: int, epochs: int, device: torch.device = CPU) -> tuple[Table, dict[str, float]]:
     with tempfile.TemporaryDirectory() as tmp:
-        alone = epoch_seconds(build_trainer(root, "ce", False, size, epochs, Path(tmp)), epochs)
+        alone = epoch_seconds(build_trainer(root, "ce", False, size, epochs, Path(tmp), device), epochs)
         t0 = time.perf_counter()
-        cached_trainer = build_trainer(root, "kd", True, size, epochs, Path(tmp))
+        cached_trainer = build_trainer(root, "kd", True, size, epochs, Path(tmp), device)
         fill = time.perf_counter() - t0
         cached = epoch_seconds(cached_trainer, epochs)
-        live = epoch_seconds(build_trainer(root, "kd", False, size, epochs, Path(tmp)), epochs)
+        live = epoch_seconds(build_trainer(root, "kd", False, size, epochs, Path(tmp), device), epochs)
         n = cached_trainer.data.info.num_train
     table = Table(["training epoch", "s / epoch", "images/s", "vs student alone"],
                   title=f"Teacher-output cache: resnet34 -> resnet18, {size} px, {n} images, bank of 8 views "
@@ -165,20 +186,21 @@ def bench_teacher_cache(root: Path, size: int, epochs: int) -> tuple[Table, dict
     return table, {"alone_s": alone, "cached_s": cached, "live_s": live, "fill_s": fill}
 
 
-def bench_overhead(root: Path, size: int, epochs: int) -> tuple[Table, dict[str, float]]:
+def bench_overhead(root: Path, size: int, epochs: int, device: torch.device = CPU) -> tuple[Table, dict[str, float]]:
     """The trainer's KD epoch (live teacher, fresh augmentation) against a bare loop over the same
     number of pre-augmented images already in memory."""
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = build_trainer(root, "kd", False, size, epochs, Path(tmp))
+        trainer = build_trainer(root, "kd", False, size, epochs, Path(tmp), device)
         trainer.data.cfg.view_bank = 0
         trainer.data._bank = None
         ours = epoch_seconds(trainer, epochs)
     n, batch, classes = trainer.data.info.num_train, 64, trainer.data.info.num_classes
     torch.manual_seed(0)
-    student, teacher = build_model("resnet18", classes).net, build_model("resnet34", classes).net.eval()
+    student = build_model("resnet18", classes).net.to(device)
+    teacher = build_model("resnet34", classes).net.eval().to(device)
     opt = torch.optim.SGD(student.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    images = torch.rand(n, 3, size, size)
-    labels = torch.randint(0, classes, (n,))
+    images = torch.rand(n, 3, size, size, device=device)
+    labels = torch.randint(0, classes, (n,), device=device)
 
     def bare_epoch() -> None:
         for i in range(0, n, batch):
@@ -195,8 +217,10 @@ def bench_overhead(root: Path, size: int, epochs: int) -> tuple[Table, dict[str,
 
     times = []
     for e in range(epochs + 1):
+        synchronize(device)
         t0 = time.perf_counter()
         bare_epoch()
+        synchronize(device)
         if e:
             times.append(time.perf_counter() - t0)
     bare = statistics.median(times)
@@ -208,12 +232,115 @@ def bench_overhead(root: Path, size: int, epochs: int) -> tuple[Table, dict[str,
     return table, {"ours_s": ours, "bare_s": bare}
 
 
+# The options measured one at a time: (label, data overrides, train overrides, where it applies).
+SPEED_OPTIONS = [
+    ("defaults", {}, {}, "any"),
+    ("train.channels_last", {}, {"channels_last": True}, "any"),
+    ("train.optimizer_impl=foreach", {}, {"optimizer_impl": "foreach"}, "any"),
+    ("train.optimizer_impl=fused", {}, {"optimizer_impl": "fused"}, "any"),
+    ("data.gpu_augment", {"gpu_augment": True}, {}, "any"),
+    ("train.amp (bfloat16)", {}, {"amp": True, "amp_dtype": "bfloat16"}, "cuda"),
+    ("train.amp (float16 + grad scaler)", {}, {"amp": True, "amp_dtype": "float16"}, "cuda"),
+    ("train.compile", {}, {"compile": True}, "cuda"),
+    ("cudnn.benchmark off", {}, {}, "cuda"),
+]
+
+
+def teacher_forward_ms(size: int, batch: int, device: torch.device, repeats: int) -> dict[str, float]:
+    """The teacher's forward (ResNet34) under torch.no_grad and under torch.inference_mode."""
+    teacher = build_model("resnet34", 30).eval().to(device)
+    x = torch.rand(batch, 3, size, size, device=device)
+    out = {}
+    for name, mode in (("no_grad", torch.no_grad), ("inference_mode", torch.inference_mode)):
+        times = []
+        for i in range(repeats + 1):
+            synchronize(device)
+            t0 = time.perf_counter()
+            with mode():
+                teacher(x)
+            synchronize(device)
+            if i:
+                times.append(time.perf_counter() - t0)
+        out[name] = 1000 * statistics.median(times)
+    return out
+
+
+def copy_ms(size: int, batch: int, device: torch.device, repeats: int) -> dict[str, float]:
+    """A uint8 batch's copy to the GPU from pageable and from pinned memory."""
+    pageable = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8)
+    out = {}
+    for name, x in (("pageable", pageable), ("pinned", pageable.pin_memory())):
+        times = []
+        for i in range(repeats + 1):
+            synchronize(device)
+            t0 = time.perf_counter()
+            x.to(device, non_blocking=True)
+            synchronize(device)
+            if i:
+                times.append(time.perf_counter() - t0)
+        out[name] = 1000 * statistics.median(times)
+    return out
+
+
+def bench_speed_options(root: Path, size: int, epochs: int, device: torch.device) -> tuple[Table, dict]:
+    """The trainer's KD epoch (live teacher, fresh augmentation) with each option alone."""
+    times: dict[str, float | None] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, data, train, where in SPEED_OPTIONS:
+            if where == "cuda" and device.type != "cuda":
+                times[label] = None
+                print(f"  {label:36s} skipped: applies on CUDA only", flush=True)
+                continue
+            trainer = build_trainer(root, "kd", False, size, epochs, Path(tmp), device,
+                                    {"view_bank": 0, **data}, train)
+            autotune = torch.backends.cudnn.benchmark
+            if label == "cudnn.benchmark off":
+                torch.backends.cudnn.benchmark = False
+            try:
+                times[label] = epoch_seconds(trainer, epochs)
+            finally:
+                torch.backends.cudnn.benchmark = autotune
+            print(f"  {label:36s} {times[label]:8.2f} s/epoch", flush=True)
+        n = trainer.data.info.num_train
+    base = times["defaults"]
+    table = Table(["option (alone)", "s / epoch", "images/s", "speed-up vs defaults"],
+                  title=f"Speed options on {device_name(device)}: KD epoch, resnet34 -> resnet18, {size} px, "
+                        f"{n} images, batch 64, teacher live")
+    for label, t in times.items():
+        if t is None:
+            table.add(label, "skipped (CUDA only)", "", "")
+        else:
+            table.add(label, round(t, 2), round(n / t), f"{base / t:.2f}x")
+    fwd = teacher_forward_ms(size, 64, device, repeats=3)
+    table.add("teacher forward, no_grad (ms / batch)", round(fwd["no_grad"], 1), "", "1.00x")
+    table.add("teacher forward, inference_mode (ms / batch)", round(fwd["inference_mode"], 1), "",
+              f"{fwd['no_grad'] / fwd['inference_mode']:.2f}x")
+    ratios = {label: (round(base / t, 3) if t else None) for label, t in times.items() if label != "defaults"}
+    ratios["teacher inference_mode vs no_grad"] = round(fwd["no_grad"] / fwd["inference_mode"], 3)
+    if device.type == "cuda":
+        copies = copy_ms(size, 64, device, repeats=10)
+        table.add("batch copy to the GPU, pageable (ms)", round(copies["pageable"], 3), "", "1.00x")
+        table.add("batch copy to the GPU, pinned (ms)", round(copies["pinned"], 3), "",
+                  f"{copies['pageable'] / copies['pinned']:.2f}x")
+        ratios["pinned vs pageable copy"] = round(copies["pageable"] / copies["pinned"], 3)
+    return table, ratios
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} ({device})"
+    return f"the CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--device", default="cpu", help="where sections 2, 3 and 5 train: cpu, cuda, cuda:N")
     args = ap.parse_args()
     quick = args.quick
+    device = resolve_device(args.device)
+    configure_determinism(False, device)  # cudnn's autotuner on CUDA, as a run has it
     out = args.out or Path(__file__).parent / ("results.md" if quick else "results-full.md")
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -226,11 +353,14 @@ def main() -> int:
         # AID-sized in classes; the image count is cut to keep the quick run short.
         generate_dataset(aid, classes=23, per_class=8 if quick else 40, size=64, seed=0)
         print("teacher-output cache ...", flush=True)
-        cache_table, cache = bench_teacher_cache(aid, 64, epochs=1 if quick else 2)
+        cache_table, cache = bench_teacher_cache(aid, 64, epochs=1 if quick else 2, device=device)
         print(cache_table.to_markdown())
         print("framework overhead ...", flush=True)
-        overhead_table, overhead = bench_overhead(aid, 64, epochs=1 if quick else 2)
+        overhead_table, overhead = bench_overhead(aid, 64, epochs=1 if quick else 2, device=device)
         print(overhead_table.to_markdown())
+        print("speed options ...", flush=True)
+        speed_table, speed = bench_speed_options(aid, 32 if quick else 64, epochs=1 if quick else 2, device=device)
+        print(speed_table.to_markdown())
     print("method cost ...", flush=True)
     methods, step = bench_methods(size=32 if quick else 64, batch=16 if quick else 64, steps=3 if quick else 8)
     print(methods.to_markdown())
@@ -245,6 +375,8 @@ def main() -> int:
         "kd_live_over_alone": round(cache["live_s"] / cache["alone_s"], 2),
         "overhead_ratio": round(overhead["bare_s"] / overhead["ours_s"], 2),
         "isdm_over_kd": round(step["isdm"] / step["kd"], 2),
+        "device": device_name(device),
+        "speed_options": speed,
         "peer_ratio": None,
         "peer_ratio_note": "not measured: torchdistill is not installed (it would pull an unpinned torch)",
     }
@@ -252,7 +384,8 @@ def main() -> int:
               f"`python benchmarks/run.py{' --quick' if quick else ''}` on {platform.machine()}, "
               f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, "
               f"{time.strftime('%Y-%m-%d')}. Ratios are measured side by side in one process.\n\n")
-    out.write_text(header + "\n".join(t.to_markdown() for t in (pipe, cache_table, overhead_table, methods)))
+    tables = (pipe, cache_table, overhead_table, speed_table, methods)
+    out.write_text(header + "\n".join(t.to_markdown() for t in tables))
     summary_file = Path(__file__).parent / "results" / "summary.json"
     summary_file.parent.mkdir(exist_ok=True)
     summary_file.write_text(json.dumps(summary, indent=2) + "\n")

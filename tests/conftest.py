@@ -18,6 +18,8 @@ from rsdistill.distillers import registry
 from rsdistill.distillers.settings import RunContext
 from rsdistill.models import build_model
 
+from .browser import browser  # noqa: F401  (fixture: one headless chromium per test process)
+
 # Several pytest-xdist workers on 2 cores: one thread each avoids oversubscription.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)

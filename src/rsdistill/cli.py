@@ -18,10 +18,13 @@ log = logging.getLogger("rsdistill")
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", metavar="DIR", help="dataset folder (one sub-folder per class); with --resume: "
-                                                 "the run's dataset at a new place")
-    p.add_argument("--preset", choices=["folder", "ucm", "aid", "nwpu"],
+    p.add_argument("--data", metavar="DIR", help="dataset folder (one sub-folder per class), or LAYOUT:DIR for a "
+                                                 "known layout (cifar100:DIR, imagenet:DIR, ucm:DIR, aid:DIR, "
+                                                 "nwpu:DIR); with --resume: the run's dataset at a new place")
+    p.add_argument("--preset", choices=["folder", "ucm", "aid", "nwpu", "cifar100", "imagenet"],
                    help="known dataset layout and class count check (default: folder)")
+    p.add_argument("--download", action="store_true",
+                   help="fetch CIFAR-100 into --data's folder first (torchvision's downloader; needs internet)")
     p.add_argument("--out", metavar="RUN", help="run directory to create (a new or empty folder, outside the data)")
     p.add_argument("--config", metavar="FILE", action="append", default=[],
                    help="YAML config (see configs/); repeat to layer files, later ones win")
@@ -32,6 +35,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", metavar="RUN", help="continue an interrupted run directory")
     p.add_argument("--deterministic", action="store_true", help="deterministic algorithms (slower on GPU)")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads of the run (train.threads; default: OMP_NUM_THREADS, else the cores "
+                        "divided among the rsdistill runs working on this machine)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over a run in --out that has no finished epoch (a failed start)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Knowledge distillation for remote-sensing scene classification.",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"rsdistill {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("synth", help="generate the embedded synthetic aerial-scene dataset")
@@ -51,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model with cross-entropy (a teacher, or a student alone)")
     _add_run_options(p)
-    p.add_argument("--model", help="model name (see `rsdistill models`)")
+    p.add_argument("--model", help="model name (see `rsdistill models`), or timm:NAME")
 
     p = sub.add_parser("distill", help="distil a teacher into a student")
     _add_run_options(p)
@@ -60,20 +71,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", help="distillation method (see `rsdistill methods`)")
 
     p = sub.add_parser("eval", help="top-1/top-5 and per-class accuracy of a stored model")
-    p.add_argument("--data", metavar="DIR", help="dataset folder (default: the run's)")
+    p.add_argument("--data", metavar="DIR", help="dataset folder or LAYOUT:DIR (default: the run's)")
     p.add_argument("--checkpoint", metavar="RUN_OR_CKPT", required=True)
-    p.add_argument("--preset", choices=["folder", "ucm", "aid", "nwpu"])
+    p.add_argument("--preset", choices=["folder", "ucm", "aid", "nwpu", "cifar100", "imagenet"])
     p.add_argument("--split-file", metavar="JSON")
     p.add_argument("--part", default="test", choices=["train", "val", "test"])
     p.add_argument("--image-size", type=int)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", metavar="DIR", help="also write eval.json, per-class CSV and confusion matrix")
 
-    p = sub.add_parser("export", help="export a trained model (ONNX or TorchScript), without training-time modules")
+    p = sub.add_parser("export", help="export a trained model (ONNX, TorchScript or safetensors), "
+                                      "without training-time modules")
     p.add_argument("--checkpoint", metavar="RUN_OR_CKPT", required=True)
-    p.add_argument("--out", metavar="FILE", required=True, help="model.onnx, or model.pt for TorchScript")
-    p.add_argument("--format", choices=["onnx", "torchscript"])
+    p.add_argument("--out", metavar="FILE", required=True,
+                   help="model.onnx, model.pt for TorchScript, model.safetensors (+ FILE.json beside it)")
+    p.add_argument("--format", choices=["onnx", "torchscript", "safetensors"])
     p.add_argument("--image-size", type=int, help="example input size (default: the training size)")
+    p.add_argument("--quantize", choices=["int8"], help="int8 ONNX with onnxruntime's tools (dynamic, or static "
+                                                        "with --calibration); the float model is kept as FILE.fp32.onnx")
+    p.add_argument("--calibration", metavar="DIR", help="images for static int8 quantisation (searched recursively)")
+    p.add_argument("--data", metavar="DIR", help="with --quantize: the run's dataset at a new place (for the test top-1)")
+
+    p = sub.add_parser("predict", help="top-k classes of images with a run, checkpoint or exported model")
+    p.add_argument("model", metavar="MODEL_OR_RUN", help="run directory, .pt checkpoint, or exported .onnx / "
+                                                         ".safetensors / TorchScript file")
+    p.add_argument("images", nargs="+", metavar="IMAGES", help="image files, folders (searched recursively), globs")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--out", metavar="FILE", help="also write the predictions to FILE.csv or FILE.json")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, auto")
+    p.add_argument("--bands", type=int, nargs=3, metavar="B", help="TIFFs of more than 3 bands: the bands shown as "
+                                                                   "R G B (default: the run's data.bands)")
+    p.add_argument("--tiff-stretch", choices=["per_image", "none"], help="TIFFs of more than 8 bits "
+                                                                        "(default: the run's data.tiff_stretch)")
+
+    p = sub.add_parser("profile", help="parameters, FLOPs, file size and latency, student beside teacher")
+    p.add_argument("model", metavar="RUN_OR_MODEL", help="run directory, checkpoint or model name (`rsdistill models`)")
+    p.add_argument("--teacher", metavar="RUN_OR_MODEL")
+    p.add_argument("--size", type=int, help="input size in px (default: the run's training size, else 224)")
+    p.add_argument("--classes", type=int, help="class count of a model given by name (default: the trained "
+                                               "model's beside it, else 1000)")
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 64], metavar="N")
+    p.add_argument("--repeats", type=int, default=10, help="timed runs per measurement (the median is reported)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed runs before each measurement")
+    p.add_argument("--device", nargs="+", metavar="DEV", help="cpu, cuda (default: cpu, and cuda where present)")
+    p.add_argument("--out", metavar="STEM", help="also write STEM.json and STEM.md")
 
     p = sub.add_parser("ablate", help="ISDM ablation (article Table 4): five rows over seeds, then the table")
     _add_run_options(p)
@@ -105,11 +147,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="STEM", help="also write STEM.md, STEM.csv and STEM.tex")
     p.add_argument("--title", default="")
 
+    p = sub.add_parser("analyze", help="the article's figures for finished runs (any method, the teacher too), "
+                                       "analysis.json with every number, optionally an HTML report")
+    p.add_argument("runs", nargs="+", metavar="RUN")
+    p.add_argument("--data", metavar="DIR", help="the runs' dataset folder (default: each run's own)")
+    p.add_argument("--out", metavar="DIR", required=True, help="folder for the PNGs and analysis.json "
+                                                               "(new, empty, or an earlier analysis)")
+    p.add_argument("--html", action="store_true", help="also write report.html (static, opens from disk) and report.md")
+    p.add_argument("--compare", nargs=2, metavar="RUN", help="the two runs of the per-class figure (default: the last two)")
+    p.add_argument("--tsne-seed", type=int, default=0)
+    p.add_argument("--tsne-perplexity", type=float, help="default 30, lowered for small test splits")
+    p.add_argument("--tsne-max-samples", type=int, default=3000, help="test samples embedded per run, drawn "
+                                                                      "with --tsne-seed (0: all)")
+    p.add_argument("--device", default="auto")
+
+    p = sub.add_parser("suite", help="a grid of methods x splits x seeds from a suite file (configs/suites/), "
+                                     "each cell its own process, then the report")
+    p.add_argument("suite", metavar="SUITE.yaml")
+    p.add_argument("--out", metavar="DIR", required=True, help="the suite folder (new, empty, or this suite's: "
+                                                               "finished cells are skipped, others resumed)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help="cells run side by side (default 1)")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", action="extend",
+                   help="override fields of the suite file, e.g. seeds=[0] set.train.epochs=2 "
+                        "datasets.aid.root=/data/AID")
+
+    p = sub.add_parser("report", help="a suite folder's tables (mean ± std over seeds, Δ to alone and KD): "
+                                      "Markdown/CSV/LaTeX, results.json, report.md and report.html")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--epoch", choices=["last", "best"], default="last",
+                   help="the accuracy of the last epoch (default) or of the best one (selected on val, else test)")
+
     p = sub.add_parser("methods", help="list distillation methods and their default hyper-parameters")
     p.add_argument("--classes", type=int, default=30, help="class count for the extra-parameter column")
 
     p = sub.add_parser("models", help="list model names")
     p.add_argument("--classes", type=int, default=30, help="class count for the parameter column")
+    for command in sub.choices.values():  # -q after the command too (SUPPRESS: keeps one given before it)
+        command.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                             help="only warnings and errors")
     return parser
 
 
@@ -122,9 +197,11 @@ def config_from_args(args: argparse.Namespace, command: str):
     flags: dict[str, Any] = {}
     data: dict[str, Any] = {}
     if args.data:
-        data["root"] = args.data
+        data["preset"], data["root"] = _data_argument(args.data, args.preset)
     if args.preset:
         data["preset"] = args.preset
+    if data.get("preset") is None:
+        data.pop("preset", None)
     if args.split_file:
         data["split_file"] = args.split_file
     if data:
@@ -136,6 +213,8 @@ def config_from_args(args: argparse.Namespace, command: str):
         train["deterministic"] = True
     if args.device:
         train["device"] = args.device
+    if args.threads is not None:
+        train["threads"] = args.threads
     if train:
         flags["train"] = train
     if command == "train":
@@ -160,32 +239,133 @@ def config_from_args(args: argparse.Namespace, command: str):
     return cfg
 
 
+def _data_argument(value: str, preset: str | None) -> tuple[str | None, str]:
+    """``--data LAYOUT:DIR`` -> (LAYOUT, DIR); a plain DIR -> (None, DIR). A layout that
+    contradicts ``--preset`` is an error."""
+    from .config import split_data_argument
+
+    layout, root = split_data_argument(value)
+    if layout and preset and layout != preset:
+        raise RsDistillError(f"--data {value} names layout '{layout}' but --preset is '{preset}'")
+    return layout, root
+
+
+def _download(args: argparse.Namespace, cfg) -> None:
+    """``--download``: fetch the dataset before anything else (CIFAR-100 only)."""
+    if not getattr(args, "download", False):
+        return
+    if cfg.data.preset != "cifar100":
+        raise RsDistillError(f"--download: only CIFAR-100 can be downloaded (--data cifar100:DIR), not "
+                             f"'{cfg.data.preset}'")
+    from .data.cifar import download_cifar100
+
+    download_cifar100(cfg.data.root)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .experiments.single import run
 
+    if args.resume and args.overwrite:
+        raise RsDistillError("--overwrite starts a run over; it does not go with --resume")
     if args.resume:
         # --data with --resume: the run's dataset has moved there (its fingerprint is checked).
-        metrics = run(None, args.resume, resume=True, data_root=args.data)
+        data_root = _data_argument(args.data, None)[1] if args.data else None
+        metrics = run(None, args.resume, resume=True, data_root=data_root)
         out = args.resume
     else:
         if not args.out:
             raise RsDistillError(f"{args.command}: --out RUN is required")
         cfg = config_from_args(args, args.command)
-        metrics = run(cfg, args.out)
+        _download(args, cfg)
+        metrics = run(cfg, args.out, overwrite=args.overwrite)
         out = args.out
-    print(json.dumps({"run": str(out), "top1": round(metrics["top1"], 2), "top5": round(metrics["top5"], 2),
-                      "best_top1": round(metrics["best_top1"], 2),
-                      "best_selected_on": metrics.get("best_selected_on"), "epochs": metrics["epochs"]}))
+    from .engine.distributed import from_env
+
+    if from_env().is_main:  # under torchrun, process 0 reports for the run
+        print(json.dumps({"run": str(out), "top1": round(metrics["top1"], 2), "top5": round(metrics["top5"], 2),
+                          "best_top1": round(metrics["best_top1"], 2),
+                          "best_selected_on": metrics.get("best_selected_on"), "epochs": metrics["epochs"]}))
     return 0
+
+
+# The suffixes that say what a model file holds (export infers --format from them).
+SUFFIX_FORMATS = {".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript", ".safetensors": "safetensors"}
+
+
+def _warn_suffix(out: str, fmt: str | None) -> None:
+    implied = SUFFIX_FORMATS.get(Path(out).suffix.lower())
+    if fmt and implied and implied != fmt:
+        log.warning("--out '%s' has the suffix of a %s file, but --format %s writes %s: "
+                    "other tools will misread it (name it %s)", out, implied, fmt, fmt,
+                    Path(out).with_suffix(next(k for k, v in SUFFIX_FORMATS.items() if v == fmt)).name)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from .deploy.export import export
 
+    _warn_suffix(args.out, args.format)
+    if args.quantize:
+        return _export_int8(args)
+    if args.calibration or args.data:
+        raise RsDistillError("export: --calibration and --data go with --quantize int8")
     meta = export(args.checkpoint, args.out, args.format, args.image_size)
     print(f"{meta['model']} ({meta['parameters'] / 1e6:.2f} M params, {len(meta['classes'])} classes) -> "
           f"{args.out} [{meta['format']}], max |diff| vs PyTorch {meta['max_abs_diff_vs_pytorch']:.1e}; "
           f"classes and input format in {args.out}.json")
+    return 0
+
+
+def _export_int8(args: argparse.Namespace) -> int:
+    from .deploy.quantize import export_int8
+
+    if args.format not in (None, "onnx"):
+        raise RsDistillError(f"export: --quantize int8 writes ONNX, not {args.format}")
+    meta = export_int8(args.checkpoint, args.out, args.image_size, args.calibration, args.data)
+    q = meta["quantization"]
+    size, acc = q["bytes"], q["test_top1"]
+    calibrated = f", {q['calibration_images']} calibration images" if q["mode"] == "static" else ""
+    print(f"{meta['model']} -> {args.out} [int8, {q['mode']}{calibrated}]; float model kept as {q['float_model']}")
+    print(f"size: {size['fp32'] / 1e6:.2f} MB float -> {size['int8'] / 1e6:.2f} MB int8 "
+          f"({size['fp32'] / size['int8']:.2f}x smaller)")
+    if acc["int8"] is not None:
+        print(f"test top-1 ({acc['images']} images): {acc['fp32']:.2f}% float -> {acc['int8']:.2f}% int8 "
+              f"({acc['int8'] - acc['fp32']:+.2f})")
+    else:
+        print(acc["note"])
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .deploy.predict import check_output, format_prediction, predict, write_predictions
+
+    if args.out:
+        check_output(args.out)
+    predictor, predictions = predict(args.model, args.images, args.top_k, args.batch, args.device, args.bands,
+                                     args.tiff_stretch, progress=not args.quiet)
+    for p in predictions:
+        print(format_prediction(p))
+    if args.out:
+        write_predictions(args.out, predictions, args.top_k, predictor.file)
+    failed = [p for p in predictions if p.error]
+    for p in failed:
+        print(f"error: {p.error}", file=sys.stderr)
+    if failed:
+        done = len(predictions) - len(failed)
+        print(f"{len(failed)} of {len(predictions)} inputs failed" + (f"; the other {done} were predicted" if done else ""),
+              file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from .deploy.profile import comparison_table, profile_models, write_profile
+
+    record = profile_models(args.model, args.teacher, args.size, args.classes, args.batches, args.repeats,
+                            args.warmup, args.device)
+    title = (f"{record['image_size']} px, {record['threads']} threads; latency: median of {args.repeats} runs "
+             f"after {args.warmup} warm-up runs")
+    print(comparison_table(record, title).to_markdown())
+    if args.out:
+        print("written: " + ", ".join(str(p) for p in write_profile(record, Path(args.out), title)))
     return 0
 
 
@@ -194,12 +374,16 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
     if not args.out:
         raise RsDistillError("ablate: --out DIR is required")
-    if args.seed is not None or args.resume:
+    if args.seed is not None or args.resume or args.overwrite:
         raise RsDistillError("ablate: use --seeds N [N ...]; re-running the command resumes and skips finished runs")
+    bad_seeds = [s for s in args.seeds if not 0 <= s <= 2**32 - 1]
+    if bad_seeds:  # checked before the first row runs
+        raise RsDistillError(f"ablate --seeds: seeds are 0 to 2^32-1 (got {bad_seeds[0]})")
     args.method = "isdm"
     cfg = config_from_args(args, "distill")
     if cfg.method.name != "isdm":
         raise RsDistillError("ablate: varies ISDM's switches; do not set another method")
+    _download(args, cfg)
     table = ablate(cfg, Path(args.out), args.seeds, args.rows)
     print(table.to_markdown())
     print(f"table written to {Path(args.out) / 'ablation.md'} (and .csv, .tex)")
@@ -223,7 +407,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from .experiments.single import evaluate
 
-    result = evaluate(args.checkpoint, args.data, preset=args.preset, split_file=args.split_file,
+    layout, data_root = _data_argument(args.data, args.preset) if args.data else (None, None)
+    result = evaluate(args.checkpoint, data_root, preset=args.preset or layout, split_file=args.split_file,
                       part=args.part, image_size=args.image_size, device=args.device, out=args.out)
     print(f"{result['model']} on {result['part']} ({result['images']} images): "
           f"top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%")
@@ -257,9 +442,60 @@ def cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from .analysis.analyze import AnalyzeSettings, analyze
+
+    settings = AnalyzeSettings(tsne_seed=args.tsne_seed, tsne_perplexity=args.tsne_perplexity,
+                               tsne_max_samples=args.tsne_max_samples or None,
+                               compare=tuple(args.compare) if args.compare else None, device=args.device)
+    result = analyze(args.runs, args.out, args.data, args.html, settings)
+    out = Path(args.out)
+    for r in result["runs"]:
+        sim = result["similarity"][r["name"]]["mean_off_diagonal"]
+        fid = result["fidelity"].get(r["name"])
+        print(f"{r['name']}: top-1 {r['test_top1']:.2f}% on {r['test_images']} test images, mean off-diagonal "
+              f"similarity {'n/a' if sim is None else f'{sim:.3f}'}"
+              + (f", fidelity max {fid['max']:.2f} mean {fid['mean']:.2f}" if fid else ""))
+    files = [v for v in result["figures"].values() if isinstance(v, str)]
+    files += [v for v in result["figures"].get("soft_labels", {}).values()]
+    print(f"written to {out}: analysis.json, {', '.join(files)}" + (", report.html, report.md" if args.html else ""))
+    return 0
+
+
+def cmd_suite(args: argparse.Namespace) -> int:
+    from .experiments.suite import run_suite
+
+    try:
+        command = ["rsdistill", "suite", args.suite, "--out", args.out, "--jobs", str(args.jobs)]
+        outcome = run_suite(args.suite, args.out, jobs=args.jobs, overrides=args.set,
+                            command=command + (["--set", *args.set] if args.set else []), verbose=not args.quiet)
+    except KeyboardInterrupt:
+        print(f"interrupted; run the same command again to resume (finished cells are kept in {args.out})",
+              file=sys.stderr)
+        return 130
+    print(f"{len(outcome.finished)} cells finished, {len(outcome.failed)} failed; report: {outcome.report}")
+    for cid, why in outcome.failed.items():
+        print(f"failed: {cid}: {why}", file=sys.stderr)
+    return 0 if outcome.ok else 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .experiments.suite_report import write_report
+
+    page = write_report(Path(args.dir), args.epoch)
+    print(f"tables in {Path(args.dir) / 'tables'}, numbers in {Path(args.dir) / 'results.json'}; report: {page}")
+    return 0
+
+
+def _positive_classes(args: argparse.Namespace) -> None:
+    if args.classes < 1:
+        raise RsDistillError(f"{args.command} --classes: must be at least 1 (got {args.classes})")
+
+
 def cmd_methods(args: argparse.Namespace) -> int:
     from .distillers import registry
 
+    _positive_classes(args)
     names = registry.names()
     for name in [n for n in ("isdm", "kd") if n in names] + [n for n in names if n not in ("isdm", "kd")]:
         cls = registry.get(name)
@@ -283,15 +519,19 @@ def cmd_methods(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from .models import MODELS, build_model, count_parameters
 
+    _positive_classes(args)
     for name, spec in MODELS.items():
         n = count_parameters(build_model(name, args.classes))
         print(f"{name:13s} {spec.family:8s} {n / 1e6:6.2f} M params at {args.classes} classes  {spec.description}")
+    print("timm:NAME     any timm model (random initialisation or model.weights=FILE; "
+          "pip install 'rsdistill[timm]')")
     return 0
 
 
 COMMANDS = {"synth": cmd_synth, "train": cmd_run, "distill": cmd_run, "eval": cmd_eval,
             "ablate": cmd_ablate, "demo": cmd_demo, "export": cmd_export, "table": cmd_table,
-            "methods": cmd_methods, "models": cmd_models}
+            "methods": cmd_methods, "models": cmd_models, "predict": cmd_predict, "profile": cmd_profile,
+            "analyze": cmd_analyze, "suite": cmd_suite, "report": cmd_report}
 
 
 def setup_logging(quiet: bool) -> None:
@@ -302,6 +542,8 @@ def setup_logging(quiet: bool) -> None:
         console.setFormatter(logging.Formatter("%(message)s"))
         console._rsdistill_console = True  # type: ignore[attr-defined]
         logger.addHandler(console)
+    else:  # to the stderr of now (replaced since, e.g. by a test's capture): never a closed stream
+        console.stream = sys.stderr
     # --quiet silences the console only: a run's train.log always gets the full record.
     console.setLevel(logging.WARNING if quiet else logging.INFO)
     logger.setLevel(logging.INFO)
@@ -317,10 +559,26 @@ def main(argv: list[str] | None = None) -> int:
     except RsDistillError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # not caught where it happened: still one line, naming the path
+        where = f"'{e.filename}': " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        resume = getattr(args, "out", None) or getattr(args, "resume", None)
-        print(f"interrupted{f'; continue with --resume {resume}' if resume else ''}", file=sys.stderr)
+        print(f"interrupted{_continue_hint(args)}", file=sys.stderr)
         return 130
+
+
+def _continue_hint(args: argparse.Namespace) -> str:
+    """How to go on after Ctrl-C: --resume only where a run was started (its config.yaml exists;
+    a start interrupted before that leaves no run folder behind)."""
+    if args.command in ("train", "distill"):
+        run = getattr(args, "resume", None) or getattr(args, "out", None)
+        if run and (Path(run) / "config.yaml").is_file():
+            return f"; continue with --resume {run}"
+        return "; nothing was started: run the command again"
+    if args.command in ("ablate", "demo"):
+        return "; run the same command again to continue (finished runs are kept)"
+    return ""
 
 
 if __name__ == "__main__":

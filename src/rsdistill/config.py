@@ -13,8 +13,9 @@ Each distillation method owns its typed config (next to the method, see ``distil
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -26,6 +27,7 @@ from pydantic import (
 )
 
 from .distillers import registry
+from . import yamlfile
 from .errors import ConfigError
 from .section import Section, format_validation_error, suggest
 
@@ -35,9 +37,23 @@ MILESTONE_FRACTIONS = (0.3, 0.6, 0.8)
 PATH_FIELDS = ("data.root", "data.split_file", "teacher.checkpoint", "model.weights")
 
 
+# Dataset layouts: "folder" (any class-folder dataset), the RS benchmarks (class count checked),
+# and the standard CIFAR-100 python files and ImageNet train/ + val/ class folders (fixed splits).
+Preset = Literal["folder", "ucm", "aid", "nwpu", "cifar100", "imagenet"]
+PRESETS: tuple[str, ...] = get_args(Preset)
+
+
+def split_data_argument(value: str) -> tuple[str | None, str]:
+    """``--data NAME:DIR`` -> (NAME, DIR) for a known layout NAME; a plain ``DIR`` -> (None, DIR)."""
+    name, sep, rest = value.partition(":")
+    if sep and rest and name in PRESETS:
+        return name, rest
+    return None, value
+
+
 class DataConfig(Section):
     root: str | None = None
-    preset: Literal["folder", "ucm", "aid", "nwpu"] = "folder"
+    preset: Preset = "folder"
     image_size: int = Field(224, ge=8, le=4096)
     train_ratio: float = Field(0.8, gt=0.0, lt=1.0)
     val_ratio: float = Field(0.0, ge=0.0, lt=1.0)
@@ -52,10 +68,22 @@ class DataConfig(Section):
     # image. Lets a teacher's outputs be computed once per view (teacher.cache). 0: fresh
     # augmentation at every step.
     view_bank: int = Field(0, ge=0)
+    # "pad_crop": a random crop of the padded image (crop_padding, padding_mode) and flips, on the
+    # decoded images (RS scenes, CIFAR); "imagenet": RandomResizedCrop to image_size and flips for
+    # training, resize to image_size * 256/224 and a centre crop for evaluation, cut from the
+    # full-resolution files at every access (needs cache: off).
+    augment: Literal["pad_crop", "imagenet"] = "pad_crop"
+    # What the crop's padding holds: the mirrored image ("reflect") or black ("zeros", the
+    # standard CIFAR recipe).
+    padding_mode: Literal["reflect", "zeros"] = "reflect"
     # "memory": decode once per run; "disk": also keep the decoded tensors under cache_dir
     # (default ~/.cache/rsdistill) so the next run skips decoding; "off": decode on every access.
     cache: Literal["memory", "disk", "off"] = "memory"
     cache_dir: str | None = None
+    # The most the decoded cache may hold (GB of uint8 pixels, all splits together); a larger set
+    # is decoded from the files at every access instead (a warning says so). None: half of the
+    # machine's memory.
+    cache_max_gb: float | None = Field(None, gt=0)
     # TIFFs of more than 8 bits (16-bit, float): "per_image" stretches each band of each image
     # linearly from its 2nd to its 98th percentile onto 0-255 (clipping the rest); "none" takes
     # 8-bit images only and names any other file as an error. 8-bit TIFFs and the other formats
@@ -67,6 +95,20 @@ class DataConfig(Section):
     bands: list[int] | None = None
     # Loader processes; -1 picks 0 on the CPU (the images are already decoded) and 4 on CUDA.
     workers: int = Field(-1, ge=-1)
+    # Crop, flip and rotate training batches on the training device (batched tensor operations on
+    # the decoded uint8 images, data/device_augment.py) instead of per image on the CPU: same
+    # distribution of views (exactly the bank's views with view_bank). Needs the decoded cache
+    # (cache memory or disk); a method with a second, RandAugment view keeps the CPU path.
+    gpu_augment: bool = False
+    # Images that cannot be read stop the run, every one of them named. True: they are left out
+    # (of every split) and listed in the run's train.log and metrics.json ("skipped_images").
+    skip_bad_images: bool = False
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _off_is_not_false(cls, value: Any) -> Any:
+        # YAML 1.1 reads an unquoted `off` as false: `data.cache: off` means the value "off".
+        return "off" if value is False else value
 
     @field_validator("bands")
     @classmethod
@@ -84,6 +126,18 @@ class DataConfig(Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _imagenet_augment_reads_the_files(self) -> DataConfig:
+        # RandomResizedCrop cuts from the full image: neither the decoded cache (images at the
+        # training size) nor a bank of padded crops holds what it needs.
+        if self.augment == "imagenet" and self.cache != "off":
+            raise ValueError("augment=imagenet crops from the full-resolution files at every access: "
+                             "set data.cache=off")
+        if self.augment == "imagenet" and self.view_bank:
+            raise ValueError("view_bank holds padded crops of the decoded images; it cannot be used "
+                             "with augment=imagenet (set data.view_bank=0)")
+        return self
+
 
 class ModelConfig(Section):
     name: str = "resnet18"
@@ -93,8 +147,15 @@ class ModelConfig(Section):
     @field_validator("name")
     @classmethod
     def _known_model(cls, name: str) -> str:
-        from .models.registry import MODELS
+        from .models.registry import MODELS, is_timm_name
 
+        if is_timm_name(name):  # timm:NAME: timm must be installed and know NAME
+            from .models.timm_models import timm_name_problem
+
+            problem = timm_name_problem(name)
+            if problem:
+                raise ValueError(problem)
+            return name
         if name not in MODELS:
             raise ValueError(f"unknown model '{name}'{suggest(name, MODELS)}; see `rsdistill models`")
         return name
@@ -125,17 +186,29 @@ class TrainConfig(Section):
     # Linear lr warm-up over this many epochs, per iteration (0: none, the article's schedule).
     lr_warmup_epochs: float = Field(0.0, ge=0.0)
     device: str = "auto"
+    # CPU threads of this run (torch's intra-op threads). 0: OMP_NUM_THREADS where set, else the
+    # usable cores divided among the rsdistill runs working on this machine (engine/threads.py).
+    threads: int = Field(0, ge=0)
+    # Mixed precision: autocast in amp_dtype; "auto" is bfloat16 where the device supports it (the
+    # CPU, recent GPUs), else float16, which alone takes a gradient scaler.
     amp: bool = False
+    amp_dtype: Literal["auto", "bfloat16", "float16"] = "auto"
     channels_last: bool = False
+    # torch.compile of the student and the teacher (CUDA only: ignored with a warning on the CPU,
+    # where compiling costs more than it saves on these runs). Checkpoints keep the plain keys.
+    compile: bool = False
+    # The SGD implementation: "auto" is torch's choice (foreach on CUDA, a loop on the CPU);
+    # "foreach" and "fused" update all parameters in a few kernels.
+    optimizer_impl: Literal["auto", "foreach", "fused", "for_loop"] = "auto"
     deterministic: bool = False
     progress: bool = True
 
     @field_validator("device")
     @classmethod
     def _device_name(cls, device: str) -> str:
-        if device == "auto" or device == "cpu" or device == "mps" or device.split(":")[0] == "cuda":
+        if re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", device):
             return device
-        raise ValueError(f"'{device}' is not a device (auto, cpu, cuda, cuda:N, mps)")
+        raise ValueError("is not a device: auto, cpu, cuda, cuda:N (N a number) or mps")
 
     @model_validator(mode="after")
     def _milestones_inside_the_run(self) -> TrainConfig:
@@ -156,7 +229,8 @@ class TrainConfig(Section):
 
 
 class RunConfig(Section):
-    seed: int = Field(0, ge=0)
+    # numpy's seeds stop at 2^32 - 1: a larger seed would be reduced silently.
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     teacher: TeacherConfig = TeacherConfig()
@@ -214,9 +288,9 @@ def parse_set(items: list[str]) -> dict[str, Any]:
         if not all(path):
             raise ConfigError(f"--set {item!r}: empty part in key {key!r}")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"--set {item!r}: cannot parse value {raw!r}: {e}".splitlines()[0]) from e
+            value = yamlfile.loads(raw, f"--set {item!r}") if raw.strip() else None
+        except ConfigError as e:
+            raise ConfigError(f"{e} (the value is read as YAML)") from None
         node = tree
         for part in path[:-1]:
             node = node.setdefault(part, {})
@@ -238,12 +312,7 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file '{p}' does not exist")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config file '{p}': invalid YAML: {str(e).splitlines()[0]}") from e
+    data = yamlfile.load_file(p)  # one-line errors: missing, a folder, not UTF-8, line and column
     if data is None:
         return {}
     if not isinstance(data, dict):

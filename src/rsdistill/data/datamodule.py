@@ -13,15 +13,19 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..config import DataConfig
 from ..errors import ConfigError, DataError
-from .decode import DecodedCache, DecodeOptions, decode_image
+from .bad_images import decode_parts
+from .decode import DecodedCache, DecodeOptions, decode_all, decode_image
+from .device_augment import BankViews as DeviceBankViews
+from .device_augment import DeviceBatches, RandomViews
 from .folders import FolderIndex
 from .info import DataInfo
 from .presets import scan_dataset
-from .splits import Split, load_split, stratified_split
+from .sampling import SINGLE, EpochSampler, Shard, eval_indices, rank_seed
+from .splits import Split, load_split, published_split, stratified_split
 from .transforms import channel_stats, crop_padding_px, eval_transform, strong_transform, train_transform
 from .view_bank import ViewBank
 
@@ -38,9 +42,11 @@ def default_cache_dir() -> Path:
 
 
 class LazyImages:
-    """Decode on access, for datasets that do not fit in memory (``cache: off``)."""
+    """Decode on access, for datasets that do not fit in memory (``cache: off``, or a set larger
+    than ``data.cache_max_gb``); ``size`` None keeps each image's own resolution (the crops of
+    ``augment: imagenet`` are cut from the full image)."""
 
-    def __init__(self, root: Path, paths: list[str], size: int, options: DecodeOptions = DecodeOptions()):
+    def __init__(self, root: Path, paths: list[str], size: int | None, options: DecodeOptions = DecodeOptions()):
         self.root, self.paths, self.size, self.options = root, paths, size, options
 
     def __len__(self) -> int:
@@ -48,6 +54,22 @@ class LazyImages:
 
     def __getitem__(self, i: int) -> Tensor:
         return decode_image(self.root / self.paths[i], self.size, self.options)
+
+
+# Channel statistics of a streamed training set come from about this many of its images.
+STATS_SAMPLE = 500
+
+
+def memory_limit_bytes(cache_max_gb: float | None) -> int:
+    """What the decoded cache may hold: ``data.cache_max_gb``, else half of the machine's memory."""
+    if cache_max_gb is not None:
+        return int(cache_max_gb * 1e9)
+    import os
+
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):  # no sysconf (Windows): a conservative 8 GB
+        return 8 * 10**9
 
 
 class SceneDataset(Dataset):
@@ -111,6 +133,7 @@ class DataModule:
             raise ConfigError("data.root: no dataset folder given (use --data DIR)")
         self.cfg, self.seed, self.needs, self.progress = cfg, seed, frozenset(needs), progress
         self._bank: ViewBank | None = None
+        self._warned_device_augment = False
         self.device = device
         self.index: FolderIndex = index or scan_dataset(cfg.preset, cfg.root)
         if split is None and cfg.split_file:
@@ -119,12 +142,19 @@ class DataModule:
             from .splits import check_split_matches
 
             check_split_matches(split, self.index, Path(split_source or "<given split>"))
-        self.split = split or stratified_split(self.index, cfg.train_ratio, cfg.val_ratio, seed)
+        if split is None:
+            split = (published_split(self.index, cfg.val_ratio, seed) if self.index.parts is not None
+                     else stratified_split(self.index, cfg.train_ratio, cfg.val_ratio, seed))
+        self.split = split
+        self._stream = self._decoded_set_too_large(sum(len(getattr(self.split, p)) for p in parts))
+        # Every part is decoded before a bad image stops the run, so the error names all of them;
+        # data.skip_bad_images drops them from the split instead (listed in ``skipped``).
+        self.split, self._images_of, self.skipped = decode_parts(self.split, parts, self._images,
+                                                                 cfg.skip_bad_images)
         self._labels = {
             part: torch.tensor([self.split.label_of(p) for p in getattr(self.split, part)], dtype=torch.long)
             for part in ("train", "val", "test")
         }
-        self._images_of = {part: self._images(getattr(self.split, part)) for part in parts}
         self.info = DataInfo(list(self.split.classes), cfg.image_size, self._labels["train"],
                              list(self.split.train))
         # Without the training images (evaluation of a stored model) the model's own statistics apply.
@@ -133,16 +163,40 @@ class DataModule:
             return
         train_images = self._images_of["train"]
         if isinstance(train_images, LazyImages):
-            sample = torch.stack([train_images[i] for i in range(0, len(train_images), max(1, len(train_images) // 500))])
+            # Every k-th image, decoded at the training size (full-resolution ones differ in size).
+            paths = train_images.paths[:: max(1, len(train_images) // STATS_SAMPLE)]
+            options = DecodeOptions.of(cfg)
+            sample = torch.stack([decode_image(self.index.root / p, cfg.image_size, options) for p in paths])
             self.mean, self.std = channel_stats(sample)
         else:
             self.mean, self.std = channel_stats(train_images)
+
+    def _decoded_set_too_large(self, count: int) -> bool:
+        """A decoded cache of ``count`` images would exceed the memory limit: stream instead."""
+        c = self.cfg
+        if self.index.store is not None or c.cache == "off" or c.augment == "imagenet":
+            return False
+        need = count * 3 * c.image_size * c.image_size
+        limit = memory_limit_bytes(c.cache_max_gb)
+        if need <= limit:
+            return False
+        log.warning("the decoded images would take %.1f GB, over the decoded cache's limit of %.1f GB "
+                    "(data.cache_max_gb): decoding them from the files at every access instead (loader "
+                    "processes: data.workers)", need / 1e9, limit / 1e9)
+        return True
 
     def _images(self, paths: list[str]):
         if not paths:
             return torch.empty((0, 3, self.cfg.image_size, self.cfg.image_size), dtype=torch.uint8)
         root = self.index.root
-        if self.cfg.cache == "off":
+        if self.index.store is not None:  # CIFAR-100: the files are the decoded images
+            return self.index.store.load(paths, self.cfg.image_size)
+        if self.cfg.augment == "imagenet":  # crops are cut from the full-resolution image
+            return LazyImages(root, paths, None, DecodeOptions.of(self.cfg))
+        if self.cfg.cache == "off" or self._stream:
+            if self.cfg.skip_bad_images:  # read on access: which ones to leave out is found now
+                decode_all(root, paths, self.cfg.image_size, progress=self.progress,
+                           options=DecodeOptions.of(self.cfg), keep=False)
             return LazyImages(root, paths, self.cfg.image_size, DecodeOptions.of(self.cfg))
         directory = None
         if self.cfg.cache == "disk":
@@ -166,11 +220,12 @@ class DataModule:
             return self.cfg.workers
         return 4 if self.device.startswith("cuda") else 0
 
-    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool, seed: int | None = None) -> DataLoader:
+    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool = False, seed: int | None = None,
+                sampler: EpochSampler | None = None) -> DataLoader:
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         workers = self._workers()
         return DataLoader(
-            dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
+            dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler, generator=generator,
             num_workers=workers, pin_memory=self.device.startswith("cuda"),
             drop_last=False, persistent_workers=False,
         )
@@ -183,33 +238,78 @@ class DataModule:
         if self._bank is None:
             c = self.cfg
             self._bank = ViewBank.draw(len(self._labels["train"]), c.view_bank, c.image_size,
-                                       crop_padding_px(c), c.hflip, c.rs_aug, self.seed)
+                                       crop_padding_px(c), c.hflip, c.rs_aug, self.seed, c.padding_mode)
         return self._bank
 
-    def train_loader(self, batch_size: int, epoch_seed: int) -> DataLoader:
+    def train_loader(self, batch_size: int, epoch_seed: int, shard: Shard = SINGLE) -> DataLoader | DeviceBatches:
         """Shuffled and augmented; ``epoch_seed`` fixes the order, the augmentation (or the view of
-        the bank each image shows) and the workers' draws."""
+        the bank each image shows) and the workers' draws. ``shard``: this process's part of the
+        epoch (``sampling``); the order and the bank's views are the same in every process, the
+        augmentation draws are the process's own. With ``data.gpu_augment`` the batches' images
+        come augmented on the device (``device_augment``)."""
         images, labels = self._images_of["train"], self._labels["train"]
-        strong = strong_transform(self.cfg) if "two_views" in self.needs else None
+        sampler = EpochSampler(len(labels), epoch_seed, shard)
+        own_seed = rank_seed(epoch_seed, shard.rank)
         bank = self.view_bank
+        if self.augments_on_device():
+            augment = (DeviceBankViews(bank, bank.epoch_views(epoch_seed)) if bank is not None else
+                       RandomViews(self.cfg.image_size, crop_padding_px(self.cfg), self.cfg.hflip, self.cfg.rs_aug,
+                                   torch.device(self.device), own_seed, self.cfg.padding_mode))
+            return DeviceBatches(images, labels, sampler.indices, batch_size, torch.device(self.device), augment)
+        strong = strong_transform(self.cfg) if "two_views" in self.needs else None
         if bank is not None:
             dataset: Dataset = BankDataset(images, labels, bank, bank.epoch_views(epoch_seed), strong)
         else:
             dataset = SceneDataset(images, labels, train_transform(self.cfg), strong)
-        return self._loader(dataset, batch_size, shuffle=True, seed=epoch_seed)
+        return self._loader(dataset, batch_size, seed=own_seed, sampler=sampler)
 
-    def bank_views_loader(self, batch_size: int) -> DataLoader:
+    def augments_on_device(self) -> bool:
+        """``data.gpu_augment``, where the data allows it (it needs the decoded images in memory,
+        and a second, RandAugment view is drawn per image on the CPU): else a warning, once."""
+        if not self.cfg.gpu_augment:
+            return False
+        why = None
+        if isinstance(self._images_of["train"], LazyImages):
+            why = ("the training images are read from the files at every access (data.cache=off, "
+                   "augment=imagenet, or more than data.cache_max_gb)")
+        elif "two_views" in self.needs:
+            why = "the method's second, strongly augmented view is drawn per image on the CPU"
+        if why and not self._warned_device_augment:
+            log.warning("data.gpu_augment: %s; augmenting on the CPU", why)
+            self._warned_device_augment = True
+        return why is None
+
+    def bank_views_loader(self, batch_size: int, shard: Shard = SINGLE) -> DataLoader:
         """Every view of every training image, in (image, view) order, unshuffled: what a teacher's
-        outputs are cached from."""
+        outputs are cached from. ``shard``: only this process's items ``rank, rank + world, ...``
+        (item ``i * K + k`` is view k of image i)."""
         bank = self.view_bank
         if bank is None:
             raise ValueError("data.view_bank is 0: there is no bank of views")
-        return self._loader(BankViews(self._images_of["train"], bank), batch_size, shuffle=False)
+        dataset: Dataset = BankViews(self._images_of["train"], bank)
+        if shard.world > 1:
+            dataset = Subset(dataset, eval_indices(len(dataset), shard).tolist())
+        return self._loader(dataset, batch_size)
 
-    def eval_loader(self, part: str, batch_size: int) -> DataLoader:
-        """``part``: "train" (unaugmented training images), "val" or "test"."""
+    def eval_loader(self, part: str, batch_size: int, shard: Shard = SINGLE) -> DataLoader:
+        """``part``: "train" (unaugmented training images), "val" or "test". ``shard``: only this
+        process's images ``rank, rank + world, ...`` (every image once over the processes)."""
         images, labels = self._images_of[part], self._labels[part]
-        return self._loader(SceneDataset(images, labels, eval_transform()), batch_size, shuffle=False)
+        dataset: Dataset = SceneDataset(images, labels, eval_transform(self.cfg))
+        if shard.world > 1:
+            dataset = Subset(dataset, eval_indices(len(dataset), shard).tolist())
+        return self._loader(dataset, batch_size)
+
+    def streamed_train_key(self) -> str | None:
+        """For training images read from the files at every access: a key of their decoding (the
+        files' names, sizes and times, the size and options), so that what depends on them can be
+        keyed without decoding them all; None when they are held decoded."""
+        if not isinstance(self._images_of["train"], LazyImages):
+            return None
+        from .decode import cache_key
+
+        return "files:" + cache_key(self.index.root, list(self.split.train), self.cfg.image_size,
+                                    DecodeOptions.of(self.cfg))
 
     def train_images_tensor(self) -> Tensor:
         """The decoded training images as one uint8 tensor (decoding them when not cached)."""

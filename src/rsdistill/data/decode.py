@@ -24,6 +24,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
 from ..io import atomic_write
+from .bad_images import UnreadableImages
 
 log = logging.getLogger(__name__)
 
@@ -49,18 +50,19 @@ TIFF_SUFFIXES = (".tif", ".tiff")
 STRETCH_PERCENTILES = (2.0, 98.0)
 
 
-def decode_image(path: Path, size: int, options: DecodeOptions = DecodeOptions()) -> torch.Tensor:
-    """One image as a 3 x size x size uint8 tensor (RGB, resized with antialiasing)."""
+def decode_image(path: Path, size: int | None, options: DecodeOptions = DecodeOptions()) -> torch.Tensor:
+    """One image as a 3 x size x size uint8 tensor (RGB, resized with antialiasing); with ``size``
+    None at its own resolution (for crops cut from the full image)."""
     path = Path(path)
     try:
         arr = _read_tiff(path, options) if path.suffix.lower() in TIFF_SUFFIXES else None
         if arr is None:  # not a TIFF, or an 8-bit one of at most 3 bands: PIL reads it as before
             with Image.open(path) as im:
                 im = im.convert("RGB")
-                if im.size != (size, size):
+                if size is not None and im.size != (size, size):
                     im = im.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
                 arr = np.asarray(im, dtype=np.uint8)
-        elif arr.shape[:2] != (size, size):
+        elif size is not None and arr.shape[:2] != (size, size):
             im = Image.fromarray(arr, "RGB").resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
             arr = np.asarray(im, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
@@ -149,22 +151,37 @@ def stretch_per_image(data: np.ndarray) -> np.ndarray:
 
 
 def decode_all(root: Path, relpaths: list[str], size: int, threads: int | None = None,
-               progress: bool = False, options: DecodeOptions = DecodeOptions()) -> torch.Tensor:
-    """N x 3 x size x size uint8; PIL releases the GIL while decoding, so threads help."""
-    out = torch.empty((len(relpaths), 3, size, size), dtype=torch.uint8)
+               progress: bool = False, options: DecodeOptions = DecodeOptions(), keep: bool = True) -> torch.Tensor:
+    """N x 3 x size x size uint8; PIL releases the GIL while decoding, so threads help.
+
+    A bad image does not stop the others: all of them are raised together at the end as
+    :class:`UnreadableImages` (with the decoded tensor, their rows black). ``keep=False`` only
+    checks that every image decodes (for images read on access, ``data.cache=off``)."""
+    out = torch.empty((len(relpaths) if keep else 0, 3, size, size), dtype=torch.uint8)
+    failures: dict[int, str] = {}
     threads = threads or min(8, os.cpu_count() or 1)
 
     def work(i: int) -> None:
-        out[i] = decode_image(root / relpaths[i], size, options)
+        try:
+            image = decode_image(root / relpaths[i], size, options)
+        except DataError as e:
+            failures[i] = str(e)
+            image = torch.zeros((3, size, size), dtype=torch.uint8)
+        if keep:
+            out[i] = image
 
     with ThreadPoolExecutor(threads) as pool:
         it = pool.map(work, range(len(relpaths)))
         if progress:
             from tqdm import tqdm
 
-            it = tqdm(it, total=len(relpaths), desc=f"decoding {size}px", unit="img", leave=False)
+            # disable=None: no bar (and no \r lines) when the output is not a terminal
+            it = tqdm(it, total=len(relpaths), desc=f"decoding {size}px", unit="img", leave=False, disable=None)
         for _ in it:
             pass
+    if failures:
+        raise UnreadableImages([(relpaths[i], failures[i]) for i in sorted(failures)], len(relpaths),
+                               out if keep else None)
     return out
 
 

@@ -24,7 +24,8 @@ def fingerprint(index: FolderIndex) -> dict[str, Any]:
         "root": os.path.abspath(index.root),
         "classes": list(index.classes),
         "files": len(index.paths),
-        "bytes": sum((index.root / p).stat().st_size for p in index.paths),
+        "bytes": (sum(f.stat().st_size for f in index.store.files) if index.store is not None
+                  else sum((index.root / p).stat().st_size for p in index.paths)),
     }
 
 

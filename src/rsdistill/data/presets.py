@@ -1,4 +1,5 @@
-"""The published RS scene datasets: where their images are and how many there should be."""
+"""The published datasets: where their images are and how many there should be (the RS scene
+sets here; CIFAR-100 and ImageNet, which have their own layouts, in ``cifar`` and ``imagenet``)."""
 
 from __future__ import annotations
 
@@ -62,6 +63,15 @@ def locate(preset: str, root: str | Path) -> Path:
 
 
 def scan_dataset(preset: str, root: str | Path) -> FolderIndex:
+    # The datasets with their own file layout and published split (data.cifar, data.imagenet).
+    if preset == "cifar100":
+        from .cifar import scan_cifar100
+
+        return scan_cifar100(root)
+    if preset == "imagenet":
+        from .imagenet import scan_imagenet
+
+        return scan_imagenet(root)
     index = scan_folder(locate(preset, root))
     if preset != "folder":
         check_against_preset(PRESETS[preset], index)

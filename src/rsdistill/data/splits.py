@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import zlib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -24,16 +25,25 @@ class Split:
     seed: int | None = None
     train_ratio: float | None = None
     val_ratio: float | None = None
+    # The path component naming the class: 0 for class folders, 1 for the "train/<class>/..."
+    # paths of datasets with a published split (CIFAR-100, ImageNet).
+    class_depth: int = 0
+
+    @cached_property
+    def _class_ids(self) -> dict[str, int]:
+        return {c: i for i, c in enumerate(self.classes)}
 
     def label_of(self, path: str) -> int:
-        return self.classes.index(path.split("/", 1)[0])
+        return self._class_ids[path.split("/")[self.class_depth]]
 
     def to_json(self) -> dict:
+        extra = {"class_depth": self.class_depth} if self.class_depth else {}
         return {
             "version": SPLIT_VERSION,
             "seed": self.seed,
             "train_ratio": self.train_ratio,
             "val_ratio": self.val_ratio,
+            **extra,
             "classes": self.classes,
             "counts": {"train": len(self.train), "val": len(self.val), "test": len(self.test)},
             "train": self.train,
@@ -68,6 +78,32 @@ def stratified_split(index: FolderIndex, train_ratio: float, val_ratio: float, s
     return Split(list(index.classes), sorted(train), sorted(val), sorted(test), seed, train_ratio, val_ratio)
 
 
+def published_split(index: FolderIndex, val_ratio: float, seed: int) -> Split:
+    """The dataset's own split (CIFAR-100's train/test files, ImageNet's train/ and val/, the
+    latter as the test split, which is what the literature reports). With ``val_ratio`` > 0 a
+    validation split is carved from the training part, per class, seeded as
+    :func:`stratified_split` draws."""
+    assert index.parts is not None
+    train, val = list(index.parts["train"]), []
+    if val_ratio > 0:
+        by_class: dict[str, list[str]] = {}
+        for p in train:
+            by_class.setdefault(p.split("/")[index.class_depth], []).append(p)
+        train = []
+        for name, paths in sorted(by_class.items()):
+            n_val = round(len(paths) * val_ratio)
+            if n_val < 1 or n_val >= len(paths):
+                raise DataError(f"class '{name}' has {len(paths)} training image(s): too few for a "
+                                f"validation split at ratio {val_ratio}")
+            order = np.random.default_rng([seed, zlib.crc32(name.encode())]).permutation(len(paths))
+            ordered = sorted(paths)
+            shuffled = [ordered[i] for i in order]
+            val += shuffled[:n_val]
+            train += shuffled[n_val:]
+    return Split(list(index.classes), sorted(train), sorted(val), sorted(index.parts["test"]), seed,
+                 None, val_ratio, class_depth=index.class_depth)
+
+
 def save_split(split: Split, path: Path) -> None:
     from ..io import atomic_write_text
 
@@ -83,7 +119,7 @@ def load_split(path: str | Path, index: FolderIndex | None = None) -> Split:
         split = Split(
             classes=list(raw["classes"]), train=list(raw["train"]), val=list(raw.get("val", [])),
             test=list(raw["test"]), seed=raw.get("seed"), train_ratio=raw.get("train_ratio"),
-            val_ratio=raw.get("val_ratio"),
+            val_ratio=raw.get("val_ratio"), class_depth=int(raw.get("class_depth", 0)),
         )
     except (ValueError, KeyError, TypeError) as e:
         raise DataError(f"split file '{path}' is not a valid split manifest ({e})") from None
@@ -95,6 +131,9 @@ def load_split(path: str | Path, index: FolderIndex | None = None) -> Split:
 
 
 def check_split_matches(split: Split, index: FolderIndex, path: Path) -> None:
+    if split.class_depth != index.class_depth:
+        raise DataError(f"split file '{path}' was made for another dataset layout than '{index.root}' "
+                        f"(class folders {'inside the parts' if split.class_depth else 'at the top'})")
     if split.classes != index.classes:
         raise DataError(
             f"split file '{path}' lists classes {split.classes[:4]}... but '{index.root}' has "

@@ -26,11 +26,23 @@ def crop_padding_px(cfg: DataConfig) -> int:
     return round(cfg.crop_padding * cfg.image_size)
 
 
+# ImageNet evaluation: resize the shorter side to 256/224 of the crop, then a centre crop.
+IMAGENET_RESIZE_RATIO = 256 / 224
+
+
+def imagenet_resize_side(size: int) -> int:
+    return round(size * IMAGENET_RESIZE_RATIO)
+
+
 def _geometric(cfg: DataConfig) -> list[nn.Module]:
     ops: list[nn.Module] = []
     pad = crop_padding_px(cfg)
-    if pad:
-        ops.append(v2.RandomCrop(cfg.image_size, padding=pad, padding_mode="reflect"))
+    if cfg.augment == "imagenet":
+        # From the full-resolution image: 8-100 % of its area, aspect ratio 3/4-4/3 (the defaults).
+        ops.append(v2.RandomResizedCrop(cfg.image_size, antialias=True))
+    elif pad:
+        mode = "reflect" if cfg.padding_mode == "reflect" else "constant"
+        ops.append(v2.RandomCrop(cfg.image_size, padding=pad, padding_mode=mode, fill=0))
     if cfg.hflip:
         ops.append(v2.RandomHorizontalFlip())
     if cfg.rs_aug:
@@ -52,7 +64,12 @@ def strong_transform(cfg: DataConfig) -> v2.Compose:
     ])
 
 
-def eval_transform() -> v2.Compose:
+def eval_transform(cfg: DataConfig | None = None) -> v2.Compose:
+    """Decoded images are already at the evaluation size; with ``augment: imagenet`` the full
+    image is resized (shorter side 256/224 of the crop) and centre-cropped."""
+    if cfg is not None and cfg.augment == "imagenet":
+        return v2.Compose([v2.Resize(imagenet_resize_side(cfg.image_size), antialias=True),
+                           v2.CenterCrop(cfg.image_size), v2.ToDtype(torch.float32, scale=True)])
     return v2.Compose([v2.ToDtype(torch.float32, scale=True)])
 
 

@@ -32,6 +32,7 @@ class ViewBank:
     offsets: Tensor  # N x K x 2 (top, left) in [0, 2 pad], int16
     hflip: Tensor  # N x K, bool: flip left-right (after the crop)
     rot: Tensor  # N x K, int8: then rotate by rot x 90 degrees
+    padding_mode: str = "reflect"  # or "zeros" (data.padding_mode)
 
     @property
     def num_images(self) -> int:
@@ -43,7 +44,7 @@ class ViewBank:
 
     @classmethod
     def draw(cls, num_images: int, views: int, size: int, pad: int, hflip: bool, rs_aug: bool,
-             seed: int) -> ViewBank:
+             seed: int, padding_mode: str = "reflect") -> ViewBank:
         g = torch.Generator().manual_seed((seed ^ BANK_SEED_SALT) % 2**63)
         offsets = torch.randint(0, 2 * pad + 1, (num_images, views, 2), generator=g, dtype=torch.int16)
         k = torch.arange(views).expand(num_images, views)
@@ -53,13 +54,14 @@ class ViewBank:
             flip, rot = k % 2 == 1, torch.zeros_like(k)
         else:
             flip, rot = torch.zeros_like(k, dtype=torch.bool), torch.zeros_like(k)
-        return cls(size, pad, offsets, flip.clone(), rot.to(torch.int8).clone())
+        return cls(size, pad, offsets, flip.clone(), rot.to(torch.int8).clone(), padding_mode)
 
     def view(self, image: Tensor, i: int, k: int) -> Tensor:
         """View ``k`` of training image ``i`` (a 3 x H x W uint8 tensor) as float in [0, 1]."""
         x = image.to(torch.float32).div_(255.0)
         if self.pad:
-            x = F.pad(x[None], (self.pad,) * 4, mode="reflect")[0]
+            mode = "reflect" if self.padding_mode == "reflect" else "constant"
+            x = F.pad(x[None], (self.pad,) * 4, mode=mode)[0]
         top, left = (int(v) for v in self.offsets[i, k])
         x = x[:, top : top + self.size, left : left + self.size]
         if self.hflip[i, k]:
@@ -74,7 +76,9 @@ class ViewBank:
 
     def fingerprint(self) -> str:
         """Identifies the bank's content (every view of every image)."""
-        h = hashlib.sha256(f"v{VIEW_BANK_VERSION}|{self.size}|{self.pad}".encode())
+        # Reflection padding keeps the key it had before padding modes existed.
+        mode = "" if self.padding_mode == "reflect" else f"|{self.padding_mode}"
+        h = hashlib.sha256(f"v{VIEW_BANK_VERSION}|{self.size}|{self.pad}{mode}".encode())
         for t in (self.offsets, self.hflip, self.rot):
             h.update(t.contiguous().numpy().tobytes())
         return h.hexdigest()[:24]

@@ -18,7 +18,9 @@ the trainer sums them, and never special-cases a method. A method declares:
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar, get_args
 
@@ -32,6 +34,20 @@ from .losses import warmup_factor
 from .settings import DistillationSettings, MethodConfig, RunContext
 
 C = TypeVar("C", bound=MethodConfig)
+
+
+def as_ordinary_tensors(value: Any) -> Any:
+    """``value`` (a tensor, a list or an output dataclass of them) with every tensor made under
+    ``torch.inference_mode`` cloned into an ordinary one: autograd refuses to save inference
+    tensors for the backward pass (e.g. p_t in KL(p_t || p_s)). Other values stay as they are."""
+    if isinstance(value, Tensor):
+        return value.clone() if value.is_inference() else value
+    if isinstance(value, (list, tuple)):
+        return type(value)(as_ordinary_tensors(v) for v in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(value, **{f.name: as_ordinary_tensors(getattr(value, f.name))
+                                            for f in dataclasses.fields(value) if f.init})
+    return value
 
 
 class Distiller(nn.Module, Generic[C]):
@@ -120,8 +136,12 @@ class Distiller(nn.Module, Generic[C]):
         return s_out, t_out
 
     def teacher_forward(self, image: Tensor) -> Output:
-        with torch.no_grad():
-            return self.teacher(image)
+        """The frozen teacher's outputs, computed under ``torch.inference_mode`` (no autograd
+        bookkeeping at all) and returned as ordinary tensors, which the losses may combine with
+        the student's."""
+        with torch.inference_mode():
+            out = self.teacher(image)
+        return as_ordinary_tensors(out)
 
     def teacher_logits(self, batch: dict[str, Tensor]) -> Tensor:
         """The teacher's logits on the batch's images: from the teacher-output cache when the
@@ -129,8 +149,9 @@ class Distiller(nn.Module, Generic[C]):
         cached = batch.get("teacher_logits")
         if cached is not None:
             return cached
-        with torch.no_grad():
-            return self.teacher.logits(batch["image"])
+        with torch.inference_mode():
+            logits = self.teacher.logits(batch["image"])
+        return as_ordinary_tensors(logits)
 
     def ce_loss(self, logits: Tensor, labels: Tensor) -> Tensor:
         return self.cfg.ce_weight * F.cross_entropy(logits, labels)
@@ -161,8 +182,15 @@ class Distiller(nn.Module, Generic[C]):
         """Values whose epoch distribution goes to TensorBoard as ``hist/<name>``."""
         self._histograms[name].append(values.detach().float().flatten())
 
-    def pop_diagnostics(self) -> tuple[dict[str, float], dict[str, Tensor]]:
-        scalars = {k: float(total) / count for k, (total, count) in self._means.items()}
+    def pop_diagnostics(self, reduce: Callable[[dict[str, tuple[float, float]]], dict[str, tuple[float, float]]]
+                        | None = None) -> tuple[dict[str, float], dict[str, Tensor]]:
+        """The epoch's means and histograms. ``reduce`` sums the (total, count) pairs over the
+        processes of a distributed run, so each mean covers every sample; histograms stay this
+        process's own."""
+        sums = {k: (float(total), float(count)) for k, (total, count) in self._means.items()}
+        if reduce is not None:
+            sums = reduce(sums)
+        scalars = {k: total / count for k, (total, count) in sums.items() if count}
         hists = {k: torch.cat(v).cpu() for k, v in self._histograms.items() if v}
         self._means.clear()
         self._histograms.clear()

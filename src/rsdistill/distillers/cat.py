@@ -103,6 +103,13 @@ class CATKD(Distiller[CATConfig]):
             cfg = cfg.model_copy(update={"beta": default_beta(ctx.teacher or "", ctx.student, ctx.num_classes)})
         return cfg
 
+    def __init__(self, student, teacher, cfg: CATConfig, info):
+        super().__init__(student, teacher, cfg, info)
+        # Both models must have class activation maps (a classifier reading the pooled last map;
+        # some timm heads transform the pooled vector first): checked before the run writes.
+        s_out, t_out = self.probe()
+        _ = (self.cams(s_out.features), self.cams(t_out.features))
+
     def cams(self, features) -> Tensor:
         return pooled_cams(features.last_map, features.classifier_weight, self.cfg.cam_size)
 

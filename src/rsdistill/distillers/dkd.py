@@ -31,7 +31,7 @@ class DKDConfig(LogitStandardization, DistillationSettings):
     name: str = "dkd"
     alpha: float = Field(1.0, ge=0, description="TCKD weight (CIFAR-100 and ImageNet: 1)")
     # None: the paper's value for the pair (resolve_config): CIFAR-100 8, resnet56/110 -> resnet20/32
-    # 2, wrn_40_2 -> wrn_16_2 6; ImageNet (1000 classes) 0.5.
+    # 2, wrn_40_2 -> wrn_16_2 6; ImageNet (1000 classes) 0.5, resnet50 -> mobilenet_v2 2.
     beta: float | None = Field(None, ge=0, description="NCKD weight (None: the paper's value for the pair)")
     T: float = Field(4.0, gt=0, description="temperature (CIFAR-100: 4; ImageNet: 1)")
 
@@ -42,13 +42,17 @@ register_alias("dkd+ls", "dkd", logit_std=True)
 # The paper's NCKD weights for its CIFAR-100 pairs that differ from the default 8.
 PAPER_BETA_BY_PAIR = {("resnet56", "resnet20"): 2.0, ("resnet110", "resnet20"): 2.0,
                       ("resnet110", "resnet32"): 2.0, ("wrn_40_2", "wrn_16_2"): 6.0}
+# ImageNet (configs/imagenet/*/dkd.yaml of the authors' mdistiller): 0.5 for ResNet-34 ->
+# ResNet-18, 2 for ResNet-50 -> MobileNetV2.
+IMAGENET_BETA_BY_PAIR = {("resnet50", "mobilenet_v2"): 2.0}
 
 
 def paper_beta(teacher: str | None, student: str, num_classes: int) -> float:
-    """DKD's beta for a pair: its ImageNet value (0.5) at 1000 classes or more, its CIFAR-100
-    per-pair value where the paper lists one, else its CIFAR-100 default (8)."""
+    """DKD's beta for a pair: at 1000 classes or more its ImageNet value for the pair (0.5 unless
+    listed), else its CIFAR-100 per-pair value where the paper lists one, else its CIFAR-100
+    default (8)."""
     if num_classes >= 1000:
-        return 0.5
+        return IMAGENET_BETA_BY_PAIR.get((teacher or "", student), 0.5)
     return PAPER_BETA_BY_PAIR.get((teacher or "", student), 8.0)
 
 

@@ -14,7 +14,8 @@ teacher's pre-ReLU stage l (and the deepest level with the teacher's pooled vect
     loss   = ce_weight * CE + w(epoch) * weight * sum_l HCL(y_l, t_l)
 
 Every ABF is built from the shapes a dummy forward at the run's real input size gives. ``weight``
-None picks the official value for the student: 0.6 for resnet20 (resnet56 -> resnet20), else by
+None picks the official value for the pair (8 for ResNet-50 -> MobileNetV2 on ImageNet) or the
+student: 0.6 for resnet20 (resnet56 -> resnet20), else by
 its family: 5 for CIFAR-style students (resnet32x4 -> resnet8x4 and the WRN pairs of the official
 scripts), 1 for ImageNet-style ones (ResNet-34 -> ResNet-18 on ImageNet, and so this project's RS
 pair). ``student_preact`` None follows the family too: the official ImageNet ResNets hand over the
@@ -40,6 +41,9 @@ from .settings import DistillationSettings, RunContext
 # resnet56 -> resnet20, 1 for the ImageNet ResNet-34 -> ResNet-18 pair.
 FAMILY_WEIGHT = {"cifar": 5.0, "imagenet": 1.0}
 STUDENT_WEIGHT = {"resnet20": 0.6}
+# Pairs whose official weight differs from their student's: ResNet-50 -> MobileNetV2 on ImageNet
+# (mdistiller configs/imagenet/r50_mv2/reviewkd.yaml: 8).
+PAIR_WEIGHT = {("resnet50", "mobilenet_v2"): 8.0}
 HCL_LEVELS = (4, 2, 1)
 
 
@@ -98,7 +102,9 @@ def hcl_loss(student: list[Tensor], teacher: list[Tensor], levels: tuple[int, ..
     return total
 
 
-def default_weight(student_arch: str) -> float:
+def default_weight(student_arch: str, teacher_arch: str | None = None) -> float:
+    if (teacher_arch or "", student_arch) in PAIR_WEIGHT:
+        return PAIR_WEIGHT[(teacher_arch or "", student_arch)]
     return STUDENT_WEIGHT.get(student_arch, FAMILY_WEIGHT.get(model_family(student_arch), 1.0))
 
 
@@ -114,7 +120,7 @@ class ReviewKD(Distiller[ReviewKDConfig]):
     def resolve_config(cls, cfg: ReviewKDConfig, ctx: RunContext) -> ReviewKDConfig:
         cfg = super().resolve_config(cfg, ctx)
         if cfg.weight is None:
-            cfg = cfg.model_copy(update={"weight": default_weight(ctx.student)})
+            cfg = cfg.model_copy(update={"weight": default_weight(ctx.student, ctx.teacher)})
         if cfg.student_preact is None:
             cfg = cfg.model_copy(update={"student_preact": default_student_preact(ctx.student)})
         return cfg

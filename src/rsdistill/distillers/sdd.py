@@ -89,6 +89,9 @@ class SDD(Distiller[SDDConfig]):
         if cfg.base == "dkd":
             check_non_target_classes(f"{self.method_name} with base dkd", info.num_classes)
         super().__init__(student, teacher, cfg, info)
+        # Both classifiers are applied to regions of the last map: a model whose classifier does
+        # not read it (some timm heads) stops here, before the run writes anything.
+        _ = (student.classifier, teacher.classifier)
 
     def region_loss(self, zs: Tensor, zt: Tensor, labels: Tensor) -> Tensor:
         """Per (sample, region) loss of the base method; inputs N x R x K."""

@@ -45,8 +45,19 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     except Exception as e:  # noqa: BLE001 - truncated, foreign or tampered files alike
         raise CheckpointError(f"checkpoint '{path}' cannot be read: {str(e).splitlines()[0]}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "model" not in ckpt:
-        raise CheckpointError(f"checkpoint '{path}' is not an rsdistill checkpoint")
+        raise CheckpointError(f"checkpoint '{path}' is not an rsdistill checkpoint (a torchvision or timm "
+                              "weights file as a teacher: --set teacher.model=NAME)")
     return ckpt
+
+
+def is_rsdistill_checkpoint(path: Path) -> bool:
+    """Whether a file is one of our checkpoints (a foreign weights file is not), judged by its
+    contents without failing on a file of another kind."""
+    try:
+        read_checkpoint(path)
+    except CheckpointError:
+        return False
+    return True
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

@@ -65,6 +65,17 @@ class RunLog:
         self._file_handler.close()
 
 
+class NoRunLog:
+    """What the processes other than 0 of a distributed run log to: nothing (process 0 logs the
+    figures, which are reduced over every process)."""
+
+    def epoch(self, record: dict[str, Any], histograms: dict[str, Tensor] | None = None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []

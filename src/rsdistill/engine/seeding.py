@@ -32,12 +32,25 @@ def configure_determinism(deterministic: bool, device: torch.device) -> None:
         torch.backends.cudnn.benchmark = device.type == "cuda"
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, field: str = "train.device") -> torch.device:
+    """``name`` as a device this machine has; anything else is a one-line error naming ``field``
+    (checked before a run folder is created, so an unavailable device leaves nothing behind)."""
+    import re
+
+    from ..errors import ConfigError
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", str(name)):
+        raise ConfigError(f"{field}: '{name}' is not a device (auto, cpu, cuda, cuda:N, mps)")
     device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        from ..errors import ConfigError
-
-        raise ConfigError(f"train.device: '{name}' requested but CUDA is not available")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{field}: '{name}' requested but CUDA is not available")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"{field}: '{name}' requested but this machine has {count} CUDA device(s) "
+                              f"(cuda:0 to cuda:{count - 1})")
+    if device.type == "mps" and not (torch.backends.mps.is_available()):
+        raise ConfigError(f"{field}: 'mps' requested but Apple's MPS is not available on this machine")
     return device

@@ -25,9 +25,11 @@ import torch
 from torch import Tensor
 
 from ..data.datamodule import DataModule
+from ..data.sampling import Shard
 from ..io import atomic_write
 from ..models import ModelAdapter
 from .batch import move
+from .distributed import SINGLE, Distributed, all_reduce_sum, broadcast_object, broadcast_tensor
 
 log = logging.getLogger("rsdistill")
 
@@ -74,7 +76,8 @@ def cache_key(teacher: ModelAdapter, data: DataModule) -> CacheKey:
     return CacheKey(
         teacher=model_digest(teacher),
         split=hashlib.sha256(paths).hexdigest()[:24],
-        images=tensor_digest([("train", data.train_images_tensor())]),
+        # Streamed images (too many to hold) are keyed by their files instead of their pixels.
+        images=data.streamed_train_key() or tensor_digest([("train", data.train_images_tensor())]),
         bank=bank.fingerprint(),
         views=bank.views,
         seed=data.seed,
@@ -96,17 +99,21 @@ class TeacherOutputCache:
         return self.logits[index.to(self.logits.device), view.to(self.logits.device)]
 
 
-@torch.no_grad()
 def compute_teacher_logits(teacher: ModelAdapter, data: DataModule, device: torch.device,
-                           batch_size: int = 256) -> Tensor:
+                           batch_size: int = 256, shard: Shard = Shard()) -> Tensor:
+    """The teacher's logits on every view of the bank; with ``shard``, on this process's views only
+    (items ``rank, rank + world, ...`` in (image, view) order), the others left at zero."""
     bank = data.view_bank
     assert bank is not None
     was_training = teacher.training
     teacher.eval()
-    out = torch.empty(bank.num_images, bank.views, teacher.num_classes)
-    for batch in data.bank_views_loader(batch_size):
+    # Allocated outside inference mode: an ordinary tensor that collectives may write into.
+    out = torch.zeros(bank.num_images, bank.views, teacher.num_classes)
+    for batch in data.bank_views_loader(batch_size, shard):
         b = move(batch, device)
-        out[batch["index"], batch["view"]] = teacher.logits(b["image"]).float().cpu()
+        with torch.inference_mode():
+            logits = teacher.logits(b["image"]).float().cpu()
+        out[batch["index"], batch["view"]] = logits
     teacher.train(was_training)
     return out
 
@@ -133,11 +140,15 @@ def build_lock(file: Path | None):
 
 
 def load_or_build(teacher: ModelAdapter, data: DataModule, device: torch.device,
-                  directory: Path | None, batch_size: int = 256) -> TeacherOutputCache:
+                  directory: Path | None, batch_size: int = 256,
+                  ctx: Distributed = SINGLE) -> TeacherOutputCache:
     """The cache for this teacher and data: read from ``directory`` when a file with the same key
-    is there, else computed (and written there when ``directory`` is given)."""
+    is there, else computed (and written there when ``directory`` is given). In a distributed run
+    see :func:`load_or_build_distributed`."""
     key = cache_key(teacher, data)
     file = directory / f"teacher-logits-{key.digest()}.pt" if directory is not None else None
+    if ctx.enabled:
+        return load_or_build_distributed(teacher, data, device, file, key, batch_size, ctx)
     with build_lock(file):
         cached = _read(file, key, (len(data.split.train), key.views, teacher.num_classes))
         if cached is not None:
@@ -147,6 +158,29 @@ def load_or_build(teacher: ModelAdapter, data: DataModule, device: torch.device,
         log.info("teacher outputs: %d views x %d images computed in %.1fs", key.views, logits.shape[0],
                  time.perf_counter() - t0)
         if file is not None:
+            atomic_write(file, lambda f: torch.save({"key": asdict(key), "logits": logits}, f))
+    return TeacherOutputCache(logits, key)
+
+
+def load_or_build_distributed(teacher: ModelAdapter, data: DataModule, device: torch.device, file: Path | None,
+                              key: CacheKey, batch_size: int, ctx: Distributed) -> TeacherOutputCache:
+    """The cache filled by all the processes together: each runs the teacher on its share of the
+    views (1/N of them), and the shares are summed (every view is computed by exactly one process,
+    the others hold zeros there). Every process keeps the whole table (images x views x classes:
+    10 MB for AID with 8 views), because each epoch deals the images out to the processes afresh.
+    Process 0 alone takes the file lock, reads or writes the file, and sends a hit to the others:
+    the file need not be on storage every node sees."""
+    shape = (len(data.split.train), key.views, teacher.num_classes)
+    with build_lock(file) if ctx.is_main else contextlib.nullcontext():
+        cached = _read(file, key, shape) if ctx.is_main else None
+        if broadcast_object(ctx, cached is not None):
+            logits = cached if cached is not None else torch.empty(shape)
+            return TeacherOutputCache(broadcast_tensor(ctx, logits), key)
+        t0 = time.perf_counter()
+        logits = all_reduce_sum(ctx, compute_teacher_logits(teacher, data, device, batch_size, ctx.shard))
+        log.info("teacher outputs: %d views x %d images computed by %d processes in %.1fs", key.views,
+                 logits.shape[0], ctx.world_size, time.perf_counter() - t0)
+        if file is not None and ctx.is_main:
             atomic_write(file, lambda f: torch.save({"key": asdict(key), "logits": logits}, f))
     return TeacherOutputCache(logits, key)
 

@@ -23,15 +23,19 @@ from torch import Tensor, nn
 
 from ..config import RunConfig
 from ..data.datamodule import DataModule
+from ..data.sampling import rank_seed, shard_length
 from ..distillers.base import Distiller
 from ..errors import TrainingDiverged
 from ..models import LogitsOnly
 from .batch import move
 from .checkpoint import model_record, save_checkpoint
+from .distributed import SINGLE, Distributed, broadcast_buffers, reduce_meter, reduce_sums, wrap_train_step
 from .evaluate import evaluate
 from .metrics import AccuracyMeter
 from .runlog import RunLog
+from .progress import eta_note
 from .seeding import epoch_seed
+from .speed import amp_dtype, apply_compile, needs_grad_scaler, optimizer_options
 from .teacher_cache import TeacherOutputCache
 
 log = logging.getLogger("rsdistill")
@@ -55,7 +59,7 @@ def build_optimizer(distiller: Distiller, cfg: RunConfig) -> torch.optim.Optimiz
     groups = [{"params": [p for p in distiller.student.parameters() if p.requires_grad],
                "weight_decay": t.weight_decay}]
     groups += distiller.extra_param_groups(t.weight_decay)
-    return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, nesterov=t.nesterov)
+    return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, nesterov=t.nesterov, **optimizer_options(t))
 
 
 def lr_factor(step: int, steps_per_epoch: int, milestones: list[int], decay: float,
@@ -101,19 +105,27 @@ class LrSchedule:
 
 class Trainer:
     def __init__(self, cfg: RunConfig, distiller: Distiller, data: DataModule, run_dir: Path,
-                 device: torch.device, teacher_cache: TeacherOutputCache | None = None):
+                 device: torch.device, teacher_cache: TeacherOutputCache | None = None,
+                 ctx: Distributed = SINGLE):
+        """``ctx``: this process's place in a distributed run (engine.distributed); its checkpoints
+        and logs are written by process 0 only."""
         self.cfg, self.distiller, self.data, self.run_dir, self.device = cfg, distiller, data, run_dir, device
+        self.ctx = ctx
         self.teacher_cache: TeacherOutputCache | None = None
         self.set_teacher_cache(teacher_cache)
         self.ckpt_dir = run_dir / "checkpoints"
         if cfg.train.channels_last:
             distiller.to(memory_format=torch.channels_last)
         distiller.to(device)
+        apply_compile(distiller, cfg.train, device)
         self.optimizer = build_optimizer(distiller, cfg)
-        self.steps_per_epoch = math.ceil(data.info.num_train / cfg.train.batch_size)
+        # train.batch_size is the batch of all processes together (checked to divide evenly).
+        self.batch_size = cfg.train.batch_size // ctx.world_size
+        self.steps_per_epoch = math.ceil(shard_length(data.info.num_train, ctx.shard) / self.batch_size)
         self.scheduler = LrSchedule(self.optimizer, cfg, self.steps_per_epoch)
-        self.amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-        self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.amp and device.type == "cuda")
+        self.amp_dtype = amp_dtype(cfg.train, device)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=needs_grad_scaler(cfg.train, device))
+        self._train_step = None  # built at the first epoch (DDP's construction is collective)
         self.state = TrainState()
         self.teacher_metrics: dict[str, float] | None = None
         # The last epoch's test pass: the run's final metrics, per-class accuracy and confusion.
@@ -163,10 +175,12 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def evaluate(self, model: nn.Module, part: str) -> AccuracyMeter:
-        """``model``: images -> logits (the distiller's student, or a teacher's ``logits``)."""
-        return evaluate(model, self.data.eval_loader(part, self.cfg.train.test_batch_size),
-                        self.data.info.num_classes, self.device,
-                        channels_last=self.cfg.train.channels_last, autocast=self._autocast)
+        """``model``: images -> logits (the distiller's student, or a teacher's ``logits``). In a
+        distributed run each process evaluates its share of the split and the counts are summed."""
+        meter = evaluate(model, self.data.eval_loader(part, self.cfg.train.test_batch_size, self.ctx.shard),
+                         self.data.info.num_classes, self.device,
+                         channels_last=self.cfg.train.channels_last, autocast=self._autocast)
+        return reduce_meter(self.ctx, meter)
 
     def evaluate_teacher(self) -> None:
         teacher = self.distiller.teacher
@@ -182,25 +196,33 @@ class Trainer:
         d.set_epoch(epoch)
         d.train()
         seed = epoch_seed(cfg.seed, epoch)
-        torch.manual_seed(seed)  # augmentation drawn in this process (workers seed from the loader)
-        loader = self.data.train_loader(cfg.train.batch_size, seed)
+        # augmentation drawn in this process (workers seed from the loader); each process its own
+        torch.manual_seed(rank_seed(seed, self.ctx.rank))
+        loader = self.data.train_loader(self.batch_size, seed, self.ctx.shard)
+        if self._train_step is None:
+            self._train_step = wrap_train_step(self.ctx, d, self.device)
+        distributed = self.ctx.enabled
         sums: dict[str, Tensor | float] = defaultdict(float)
         correct: Tensor | int = 0
         seen = step = 0
         bar = None
-        if cfg.train.progress:
+        if cfg.train.progress and self.ctx.is_main:
             from tqdm import tqdm
 
-            bar = tqdm(total=len(loader), desc=f"epoch {epoch}/{cfg.train.epochs}", leave=False,
-                       unit="batch", dynamic_ncols=True)
+            # disable=None: only on a terminal (a redirected log gets the plain epoch lines)
+            eta = eta_note(self.state.seconds, self.state.epoch, cfg.train.epochs)
+            bar = tqdm(total=len(loader), desc=f"epoch {epoch}/{cfg.train.epochs}" + (f" ({eta})" if eta else ""),
+                       leave=False, unit="batch", dynamic_ncols=True, disable=None)
         for batch in loader:
             batch = move(batch, self.device, cfg.train.channels_last)
             if self.teacher_cache is not None:
                 batch["teacher_logits"] = self.teacher_cache.lookup(batch["index"], batch["view"])
             with self._autocast():
-                logits, losses = d.forward_train(batch)
+                logits, losses = self._train_step(batch)
             total = sum(losses.values())
-            if not torch.isfinite(total):
+            # One process stopping alone would leave the others waiting in the gradient exchange:
+            # a distributed run checks the reduced sums at the epoch's end instead.
+            if not distributed and not torch.isfinite(total):
                 bad = {k: float(v.detach()) for k, v in losses.items()}
                 raise TrainingDiverged(
                     f"epoch {epoch}: loss is not finite ({bad}); lower train.lr or the method's "
@@ -225,6 +247,17 @@ class Trainer:
                     bar.set_postfix(loss=f"{float(sums['loss']) / seen:.3f}", acc=f"{100 * float(correct) / seen:.1f}")
         if bar is not None:
             bar.close()
+        if distributed:
+            totals = reduce_sums(self.ctx, {**{k: (v, seen) for k, v in sums.items()}, "/top1": (correct, seen)})
+            if not math.isfinite(totals["loss"][0]):
+                raise TrainingDiverged(
+                    f"epoch {epoch}: loss is not finite in at least one process; lower train.lr or the "
+                    f"method's weights — the last good state is in '{self.ckpt_dir / 'last.pt'}'"
+                )
+            out = {f"train/{k}": t / max(c, 1) for k, (t, c) in totals.items() if k != "/top1"}
+            t, c = totals["/top1"]
+            out["train/top1"] = 100.0 * t / max(c, 1)
+            return out
         out = {f"train/{k}": float(v) / max(seen, 1) for k, v in sums.items()}
         out["train/top1"] = 100.0 * float(correct) / max(seen, 1)
         return out
@@ -250,6 +283,11 @@ class Trainer:
             lr = self.optimizer.param_groups[0]["lr"]
             record: dict[str, Any] = {"epoch": epoch, "lr": lr}
             record.update(self.train_epoch(epoch))
+            # the training steps alone (time/epoch_s adds the test pass): the cost per iteration
+            record["time/train_s"] = time.perf_counter() - t0
+            # Process 0's BatchNorm statistics (and other buffers) in every process: the model
+            # evaluated is the one saved, and a resumed run starts where every process was.
+            broadcast_buffers(self.ctx, {"student": self.distiller.student, **self.distiller.extra_modules()})
             self.check_weights_finite(epoch)
             self.last_test = self.evaluate(self.distiller, "test")
             test = self.last_test.summary()
@@ -259,7 +297,8 @@ class Trainer:
                 val = self.evaluate(self.distiller, "val").summary()
                 record.update({f"val/{k}": v for k, v in val.items()})
                 selected = val
-            scalars, hists = self.distiller.pop_diagnostics()
+            scalars, hists = self.distiller.pop_diagnostics(
+                (lambda sums: reduce_sums(self.ctx, sums)) if self.ctx.enabled else None)
             record.update({f"diag/{k}": v for k, v in scalars.items()})
             dt = time.perf_counter() - t0
             record["time/epoch_s"] = dt
@@ -273,17 +312,19 @@ class Trainer:
             if not all(math.isfinite(v) for v in (test["loss"],)):
                 log.warning("epoch %d: test loss is not finite", epoch)
             runlog.epoch(record, hists)
-            payload = self._payload()
-            # best.pt first: a crash in between must not leave last.pt naming a best model that
-            # best.pt does not hold.
-            if improved:
-                save_checkpoint(self.ckpt_dir / "best.pt", payload)
-            save_checkpoint(self.ckpt_dir / "last.pt", payload)
+            if self.ctx.is_main:
+                payload = self._payload()
+                # best.pt first: a crash in between must not leave last.pt naming a best model that
+                # best.pt does not hold.
+                if improved:
+                    save_checkpoint(self.ckpt_dir / "best.pt", payload)
+                save_checkpoint(self.ckpt_dir / "last.pt", payload)
             sel = "val" if self.data.has_val else "test"
             log.info(
-                "epoch %d/%d  lr %.4g  loss %.4f  train %.1f%%  test top-1 %.2f%% top-5 %.2f%%%s  (%.1fs)",
+                "epoch %d/%d  lr %.4g  loss %.4f  train %.1f%%  test top-1 %.2f%% top-5 %.2f%%%s  (%.1fs%s)",
                 epoch, cfg.train.epochs, lr, record["train/loss"], record["train/top1"], test["top1"],
                 test["top5"], f"  val top-1 {selected['top1']:.2f}%" if sel == "val" else "", dt,
+                eta_note(st.seconds, st.epoch, cfg.train.epochs, prefix=", run "),
             )
         return self.state
 

@@ -21,7 +21,7 @@ def read_metrics(run_dir: Path) -> dict[str, Any]:
 
 
 # Settings that do not change what a run computes (where and how it is shown or cached).
-INCIDENTAL = {"train.progress", "train.device", "data.cache", "data.cache_dir", "data.workers"}
+INCIDENTAL = {"train.progress", "train.device", "data.cache", "data.cache_dir", "data.workers", "train.threads"}
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -34,16 +34,24 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def differing_settings(requested: dict[str, Any], stored: dict[str, Any]) -> list[str]:
+def differing_settings(requested: dict[str, Any], stored: dict[str, Any], strict: bool = False) -> list[str]:
     """The fields whose requested value differs from the one a run directory was made with.
-    Fields left to be filled in (None, "auto") and incidental ones are not compared."""
+    Fields left to be filled in (None, "auto") and incidental ones are not compared; with
+    ``strict`` (two configs resolved the same way, e.g. a suite's cell then and now) every field
+    but the incidental ones is, a field present on one side only too."""
     want, have = _flat(requested), _flat(stored)
+    keys = list(want) + ([k for k in have if k not in want] if strict else [])
     diffs = []
-    for key, value in want.items():
-        if key in INCIDENTAL or value is None or value == "auto" or key not in have:
+    for key in keys:
+        value = want.get(key)
+        if key in INCIDENTAL:
             continue
-        old = have[key]
-        if key in PATH_FIELDS and old is not None:
+        if not strict and (value is None or value == "auto" or key not in have):
+            continue
+        old = have.get(key)
+        if value is None or old is None:
+            same = value is None and old is None
+        elif key in PATH_FIELDS:
             same = Path(str(value)).expanduser().resolve() == Path(str(old)).expanduser().resolve()
         elif isinstance(value, (int, float)) and isinstance(old, (int, float)):
             same = float(value) == float(old)

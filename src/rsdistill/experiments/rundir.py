@@ -50,12 +50,70 @@ def check_run_folder(out: str | Path, data_root: str | Path | None) -> None:
         raise RsDistillError(f"--out '{out}' is a file, not a folder")
     if out.is_dir() and not (out / "config.yaml").is_file():
         # A lock file alone is what a killed start leaves behind.
-        others = sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME)
+        others = sorted(p.name for p in _listing(out) if p.name != LOCK_NAME)
         if others:
             raise RsDistillError(
                 f"--out '{out}' is not empty ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}) "
                 "and is not an rsdistill run directory (no config.yaml): choose a new or empty folder"
             )
+
+
+def _listing(folder: Path) -> list[Path]:
+    try:
+        return list(folder.iterdir())
+    except OSError as e:
+        raise RsDistillError(f"--out '{folder}' cannot be read: {e.strerror or e}") from None
+
+
+# What a run writes into its folder (``--overwrite`` removes these and nothing else).
+RUN_ENTRIES = ("config.yaml", "dataset.json", "split.json", "metrics.jsonl", "metrics.json", "train.log",
+               "checkpoints", "tb", "per_class_accuracy.csv", "confusion_matrix.csv", "confusion_matrix.png",
+               "soft_labels.json", "skipped_images.json")
+
+
+def has_finished_epoch(run_dir: Path) -> bool:
+    """A run's first epoch ends with ``checkpoints/last.pt``; before it, nothing is lost by
+    starting over."""
+    return (run_dir / "checkpoints" / "last.pt").is_file()
+
+
+def clear_unstarted_run(run_dir: Path) -> None:
+    """Remove what a run without a finished epoch wrote (``--overwrite``); the caller holds the
+    folder's lock. Files the run did not write are kept."""
+    import shutil
+
+    if has_finished_epoch(run_dir):
+        raise RsDistillError(f"run directory '{run_dir}' has finished epochs: --overwrite only starts over "
+                             f"a run without one; continue it with --resume {run_dir}, or delete it yourself")
+    for name in RUN_ENTRIES:
+        entry = run_dir / name
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        elif entry.exists():
+            entry.unlink()
+
+
+SKIPPED_NAME = "skipped_images.json"
+
+
+def record_skipped(run_dir: Path, skipped: list[dict[str, str]], write: bool = True) -> list[dict[str, str]]:
+    """The images a run left out (``data.skip_bad_images``): those found now are added to
+    ``RUN/skipped_images.json`` (kept for a resumed run, whose split no longer holds them); returns
+    them all."""
+    file = run_dir / SKIPPED_NAME
+    known: list[dict[str, str]] = []
+    if file.is_file():
+        try:
+            known = list(json.loads(file.read_text()))
+        except ValueError:
+            known = []
+    seen = {k.get("path") for k in known}
+    new = [s for s in skipped if s["path"] not in seen]
+    if new and write:
+        from ..io import atomic_write_json
+
+        atomic_write_json(file, known + new)
+    return known + new
 
 
 def check_output_folder(out: str | Path, data_root: str | Path | None, marker: str) -> None:
@@ -65,7 +123,7 @@ def check_output_folder(out: str | Path, data_root: str | Path | None, marker: s
     check_outside_data(out, data_root)
     if out.exists() and not out.is_dir():
         raise RsDistillError(f"--out '{out}' is a file, not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / marker).is_file():
+    if out.is_dir() and _listing(out) and not (out / marker).is_file():
         raise RsDistillError(f"--out '{out}' is not empty and holds no earlier {marker}: "
                              "choose a new or empty folder")
 
@@ -86,7 +144,11 @@ class RunLock:
         # Retried when the file was replaced between open and flock (a failed start removing
         # its lock file): a lock on an unlinked file would exclude nobody.
         for _ in range(10):
-            fd = os.open(self.file, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fd = os.open(self.file, os.O_RDWR | os.O_CREAT, 0o666)
+            except OSError as e:  # a read-only folder or file system, a folder we may not write in
+                raise RsDistillError(f"cannot write in run directory '{self.run_dir}' ({self.file.name}): "
+                                     f"{e.strerror or e}") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -146,7 +208,17 @@ class ClaimedRunDirectory:
         while not p.exists():
             missing.append(p)
             p = p.parent
-        self.out.mkdir(parents=True, exist_ok=True)
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # read-only file system, no permission, a file in the way, disk full
+            for d in missing:  # deepest first: parents this call made before failing
+                try:
+                    d.rmdir()
+                except OSError:
+                    pass
+            where = e.filename or self.out
+            raise RsDistillError(f"cannot create the run directory '{self.out}' ('{where}': "
+                                 f"{e.strerror or e})") from None
         self.created = missing  # deepest first
         try:
             self.lock.acquire()

@@ -9,6 +9,7 @@ held by the process working on it (see ``rundir``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -16,18 +17,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+import torch
 
+from .. import yamlfile
 from ..config import RunConfig, build_config
 from ..data.datamodule import DataModule, default_cache_dir
 from ..data.fingerprint import check_fingerprint, write_fingerprint
 from ..data.presets import scan_dataset
-from ..data.splits import Split, check_split_matches, load_split, save_split
+from ..data.splits import Split, load_split, save_split
 from ..distillers import registry
 from ..distillers.settings import RunContext
-from ..engine.checkpoint import load_model, read_checkpoint, run_dir_of
+from ..engine import distributed
+from ..engine.checkpoint import is_rsdistill_checkpoint, load_model, read_checkpoint, run_dir_of
 from ..engine.evaluate import evaluate as evaluate_model
-from ..engine.runlog import RunLog
+from ..engine.distributed import SINGLE, Distributed
+from ..engine.runlog import NoRunLog, RunLog
 from ..engine.teacher_cache import CACHEABLE, load_or_build
 from ..engine.seeding import configure_determinism, resolve_device, seed_everything
 from ..engine.trainer import Trainer
@@ -35,7 +39,18 @@ from ..errors import CheckpointError, ConfigError, DataError, RsDistillError, Tr
 from ..io import atomic_write_json, atomic_write_text
 from ..models import LogitsOnly, ModelAdapter, build_model, count_parameters
 from ..reports.per_class import write_per_class
-from .rundir import ClaimedRunDirectory, check_outside_data, check_output_folder, check_run_folder
+from ..engine.threads import CpuShare
+from .eval_split import eval_split, stored_config
+from .preflight import class_difference, preflight, warn_unfinished_teacher
+from .rundir import (
+    ClaimedRunDirectory,
+    check_outside_data,
+    check_output_folder,
+    check_run_folder,
+    clear_unstarted_run,
+    has_finished_epoch,
+    record_skipped,
+)
 
 log = logging.getLogger("rsdistill")
 
@@ -55,24 +70,52 @@ def is_finished(run_dir: Path) -> bool:
 
 
 def run(cfg: RunConfig | None, out: str | Path, *, resume: bool = False,
-        data_root: str | Path | None = None) -> dict[str, Any]:
+        data_root: str | Path | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Train (``method.name == "ce"``) or distil into ``out``; returns the final metrics.
 
     With ``resume``, ``cfg`` is read from ``out``; ``data_root`` gives the new place of a dataset
-    that moved (it must have the fingerprint recorded in the run's ``dataset.json``)."""
+    that moved (it must have the fingerprint recorded in the run's ``dataset.json``). With
+    ``overwrite``, a run in ``out`` that has no finished epoch (a failed start) is started over."""
     out = Path(out)
+    proc = distributed.from_env()
+    if proc.enabled:
+        return _run_distributed(proc, cfg, out, resume, data_root, overwrite)
+    index = None
     if resume:
-        load_run_config(out)  # a run directory, before anything is locked or written
+        threads = load_run_config(out).train.threads  # a run directory, before anything is locked or written
         check_outside_data(out, data_root)
     else:
         check_run_folder(out, cfg.data.root)
+        index = preflight(cfg)  # an unavailable device or unreadable data: no folder is created
+        threads = cfg.train.threads
     # Created and locked before the data is decoded: a second process on the folder stops at once.
     # A start rejected before config.yaml is written removes what the claim created.
-    with ClaimedRunDirectory(out):
-        return _run(cfg, out, resume, data_root)
+    with ClaimedRunDirectory(out), CpuShare(threads) as cpu:
+        return _run(cfg, out, resume, data_root, overwrite=overwrite, cpu=cpu, index=index)
 
 
-def _run(cfg: RunConfig | None, out: Path, resume: bool, data_root: str | Path | None) -> dict[str, Any]:
+def _run_distributed(proc: Distributed, cfg: RunConfig | None, out: Path, resume: bool,
+                     data_root: str | Path | None, overwrite: bool = False) -> dict[str, Any]:
+    """One of the processes torchrun started (engine.distributed): every process trains; process 0
+    alone checks, claims (locks) and writes the run directory, the others learn whether it could."""
+    device = distributed.setup(proc, (load_run_config(out) if resume else cfg).train.device)
+    with contextlib.ExitStack() as claim:
+        def check_and_claim() -> None:
+            if resume:
+                check_outside_data(out, data_root)
+            else:
+                check_run_folder(out, cfg.data.root)
+                preflight(cfg)  # an unavailable device or unreadable data: no folder is created
+            claim.enter_context(ClaimedRunDirectory(out))
+
+        distributed.on_main(proc, check_and_claim, "claiming the run directory")
+        return _run(cfg, out, resume, data_root, proc, device, overwrite=overwrite)
+
+
+def _run(cfg: RunConfig | None, out: Path, resume: bool, data_root: str | Path | None,
+         proc: Distributed = SINGLE, device: torch.device | None = None, *, overwrite: bool = False,
+         cpu: CpuShare | None = None, index: Any = None) -> dict[str, Any]:
+    """``proc``: this process's place in a distributed run (process 0 alone writes files)."""
     relocated = False
     if resume:
         cfg = load_run_config(out)
@@ -90,26 +133,31 @@ def _run(cfg: RunConfig | None, out: Path, resume: bool, data_root: str | Path |
         ckpt_file = out / "checkpoints" / "last.pt"
         ckpt = read_checkpoint(ckpt_file) if ckpt_file.is_file() else None
     else:
-        if (out / "config.yaml").is_file():
+        if (out / "config.yaml").is_file() and overwrite:
+            if proc.is_main:  # the other processes of a distributed run never write
+                clear_unstarted_run(out)  # refuses a run with a finished epoch
+        elif (out / "config.yaml").is_file():
+            restart = "" if has_finished_epoch(out) else ", start it over with --overwrite (it has no finished epoch)"
             raise RsDistillError(
-                f"run directory '{out}' already holds a run; continue it with --resume {out} "
+                f"run directory '{out}' already holds a run; continue it with --resume {out}{restart} "
                 "or choose another --out"
             )
         cfg = cfg.resolve().with_absolute_paths()
         ckpt = None
 
-    device = resolve_device(cfg.train.device)
+    device = device if device is not None else resolve_device(cfg.train.device)
+    distributed.check_batch_size(proc, cfg.train.batch_size)
     configure_determinism(cfg.train.deterministic, device)
     method_cls = registry.get(cfg.method.name)
 
     if not cfg.data.root:
         raise ConfigError("data.root: no dataset folder given (use --data DIR)")
-    index = scan_dataset(cfg.data.preset, cfg.data.root)
+    index = index if index is not None else scan_dataset(cfg.data.preset, cfg.data.root)
     if resume:
         check_fingerprint(out, index)
     teacher = None
     if method_cls.requires_teacher:
-        teacher = load_teacher(cfg)
+        teacher = load_teacher(cfg, index.classes)
         check_teacher_classes(teacher, index.classes)
     split, split_source = None, None
     if resume:
@@ -118,7 +166,7 @@ def _run(cfg: RunConfig | None, out: Path, resume: bool, data_root: str | Path |
         split, split_source = teacher.split, f"the split.json of teacher {cfg.teacher.checkpoint}"
 
     data = DataModule(cfg.data, cfg.seed, needs=method_cls.needs, split=split, split_source=split_source,
-                      progress=cfg.train.progress, device=str(device), index=index)
+                      progress=cfg.train.progress and proc.is_main, device=str(device), index=index)
     if teacher is not None:
         check_teacher_split(teacher, cfg, data)
     # Defaults that depend on the run (warm-up, per-pair weights) are filled in before the method
@@ -132,41 +180,51 @@ def _run(cfg: RunConfig | None, out: Path, resume: bool, data_root: str | Path |
     student.set_normalization(data.mean, data.std)
     distiller = method_cls(student, teacher.model if teacher else None, cfg.method, data.info)
     # Everything that can reject the input has run: only now is anything written (config.yaml
-    # first: it marks the folder as a started run).
-    if not resume:
+    # first: it marks the folder as a started run), by process 0 once every process got here.
+    distributed.barrier(proc)
+    if proc.is_main and not resume:
         atomic_write_text(out / "config.yaml", cfg.to_yaml())
         write_fingerprint(out, index)
         save_split(data.split, out / "split.json")
-    elif relocated:  # later resumes and evals find the data at its new place
+    elif proc.is_main and relocated:  # later resumes and evals find the data at its new place
         atomic_write_text(out / "config.yaml", cfg.to_yaml())
-    trainer = Trainer(cfg, distiller, data, out, device)
+    trainer = Trainer(cfg, distiller, data, out, device, ctx=proc)
     if ckpt is not None:
         trainer.load_state(ckpt)
         log.info("resuming '%s' after epoch %d of %d", out, trainer.state.epoch, cfg.train.epochs)
 
-    runlog = RunLog(out, resume_after_epoch=trainer.state.epoch)
+    runlog = RunLog(out, resume_after_epoch=trainer.state.epoch) if proc.is_main else NoRunLog()
     try:
         log.info("run '%s': %s %s on %d classes (%d train / %d val / %d test images at %d px), %s",
                  out, cfg.method.name, cfg.model.name, data.info.num_classes, len(data.split.train),
                  len(data.split.val), len(data.split.test), cfg.data.image_size, device)
+        if proc.enabled:
+            log.info(distributed.describe(proc, data.info.num_train, cfg.train.batch_size))
+        if cpu is not None:
+            log.info("%s", cpu.describe())
+        skipped = record_skipped(out, data.skipped, write=proc.is_main)
+        for s in skipped:  # data.skip_bad_images: in train.log, and in metrics.json below
+            log.warning("left out (data.skip_bad_images): %s", s["reason"])
         if teacher is not None and uses_teacher_cache(cfg, method_cls):
             # after the run log exists, so that train.log records how the cache was obtained
             trainer.set_teacher_cache(load_or_build(teacher.model, data, device, cache_directory(cfg.data),
-                                                    cfg.train.test_batch_size))
+                                                    cfg.train.test_batch_size, proc))
         try:
             state = trainer.fit(runlog)
         except TrainingDiverged as e:
             # A run that diverged must never read as finished: metrics.json says so, with why.
-            atomic_write_json(out / "metrics.json", {
-                "status": "failed", "reason": str(e), "epochs": trainer.state.epoch,
-                "method": cfg.method.name, "model": cfg.model.name, "device": str(device)})
+            if proc.is_main:
+                atomic_write_json(out / "metrics.json", {
+                    "status": "failed", "reason": str(e), "epochs": trainer.state.epoch,
+                    "method": cfg.method.name, "model": cfg.model.name, "device": str(device)})
             raise
         # The last epoch's test pass (evaluated again only when resuming a run whose last epoch
         # finished before the interruption).
         final = trainer.last_test or trainer.evaluate(distiller, "test")
-        write_per_class(out, data.class_names, final.confusion,
-                        f"{cfg.model.name} ({cfg.method.name}), test split, last epoch")
-        distiller.on_train_end(out, data.eval_loader("train", cfg.train.test_batch_size), device)
+        if proc.is_main:
+            write_per_class(out, data.class_names, final.confusion,
+                            f"{cfg.model.name} ({cfg.method.name}), test split, last epoch")
+            distiller.on_train_end(out, data.eval_loader("train", cfg.train.test_batch_size), device)
     finally:
         runlog.close()
 
@@ -188,10 +246,15 @@ def _run(cfg: RunConfig | None, out: Path, resume: bool, data_root: str | Path |
         "extra_params": sum(count_parameters(m) for m in distiller.extra_modules().values()),
         "device": str(device),
     }
+    if proc.enabled:
+        metrics["processes"] = proc.world_size
+    if skipped:
+        metrics["skipped_images"] = skipped
     if trainer.teacher_metrics is not None:
         metrics["teacher"] = {"model": teacher.record["arch"], **trainer.teacher_metrics,
                               "checkpoint": cfg.teacher.checkpoint, "params": count_parameters(teacher.model)}
-    atomic_write_json(out / "metrics.json", metrics)
+    if proc.is_main:
+        atomic_write_json(out / "metrics.json", metrics)
     log.info("finished '%s': top-1 %.2f%%  top-5 %.2f%% (last epoch); best on %s %.2f%%",
              out, metrics["top1"], metrics["top5"], metrics["best_selected_on"], metrics["best_top1"])
     return metrics
@@ -219,17 +282,28 @@ def load_run_config(run_dir: Path) -> RunConfig:
     file = run_dir / "config.yaml"
     if not file.is_file():
         raise RsDistillError(f"'{run_dir}' is not a run directory (no config.yaml) and cannot be resumed")
-    try:
-        raw = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"'{file}' is not valid YAML: {str(e).splitlines()[0]}") from None
+    raw = yamlfile.load_file(file, "run config")  # one line with the line and column when damaged
     return build_config(raw, source=str(file))
 
 
-def load_teacher(cfg: RunConfig) -> LoadedTeacher:
+def load_teacher(cfg: RunConfig, classes: list[str] | None = None) -> LoadedTeacher:
+    """The teacher of ``cfg``: an rsdistill run or checkpoint, or (with ``teacher.model`` and the
+    data's ``classes``) a plain torchvision/timm weights file for that architecture."""
     if not cfg.teacher.checkpoint:
         raise ConfigError(f"method '{cfg.method.name}' needs a teacher: give --teacher RUN_OR_CKPT")
+    weights_file = Path(cfg.teacher.checkpoint)
+    if (cfg.teacher.model and classes is not None and weights_file.is_file()
+            and not is_rsdistill_checkpoint(weights_file)):
+        from ..models.pretrained import teacher_from_weights
+
+        model = teacher_from_weights(weights_file, cfg.teacher.model, len(classes))
+        record = {"arch": cfg.teacher.model, "num_classes": len(classes), "class_names": list(classes),
+                  "image_size": None, "file": str(weights_file)}
+        log.info("teacher: %s from the weights file '%s' (its classes taken to be the data's, in order)",
+                 cfg.teacher.model, weights_file)
+        return LoadedTeacher(model, record, None)
     teacher, record = load_model(cfg.teacher.checkpoint)
+    warn_unfinished_teacher(record)
     if cfg.teacher.model and record["arch"] != cfg.teacher.model:
         raise CheckpointError(
             f"teacher '{record['file']}' is a {record['arch']}, not the expected {cfg.teacher.model}"
@@ -245,9 +319,8 @@ def check_teacher_classes(teacher: LoadedTeacher, classes: list[str]) -> None:
     record = teacher.record
     if list(record["class_names"]) != classes:
         raise CheckpointError(
-            f"teacher '{record['file']}' was trained on {record['num_classes']} classes "
-            f"({', '.join(record['class_names'][:3])}, ...) but the data has {len(classes)} "
-            f"({', '.join(classes[:3])}, ...)"
+            f"teacher '{record['file']}' was trained on {record['num_classes']} classes, the data has "
+            f"{len(classes)}: {class_difference(list(record['class_names']), classes)}"
         )
 
 
@@ -264,7 +337,7 @@ def check_teacher_split(teacher: LoadedTeacher, cfg: RunConfig, data: DataModule
     else:
         log.warning("teacher '%s' has no split manifest beside it: cannot check that it never saw "
                     "this run's test images", record["file"])
-    if record.get("image_size") != cfg.data.image_size:
+    if record.get("image_size") not in (None, cfg.data.image_size):  # None: a weights file
         log.warning("teacher was trained at %s px, this run uses %d px", record.get("image_size"),
                     cfg.data.image_size)
 
@@ -277,46 +350,42 @@ def evaluate(checkpoint: str | Path, data_root: str | None, *, preset: str | Non
     The split is, in order: ``split_file``; the ``split.json`` of the run the checkpoint belongs
     to; otherwise every image of the folder (``part`` = "all").
     """
+    if image_size is not None and not 8 <= image_size <= 4096:
+        raise ConfigError(f"eval --image-size: must be between 8 and 4096 px (got {image_size})")
+    dev = resolve_device(device, "eval --device")
     model, record = load_model(checkpoint)
     run_dir = run_dir_of(Path(record["file"]))
     run_cfg = load_run_config(run_dir) if run_dir is not None else None
-    data_cfg = (run_cfg.data.model_copy() if run_cfg is not None else RunConfig().data)
+    # A checkpoint out of its run carries the run's config: its decoding options and split.
+    stored = stored_config(record["file"]) if run_cfg is None else None
+    data_cfg = (run_cfg or stored or RunConfig()).data.model_copy()
     if data_root:
         data_cfg.root = data_root
     if preset:
         data_cfg.preset = preset
-    data_cfg.image_size = image_size or int(record.get("image_size") or data_cfg.image_size)
+    data_cfg.image_size = image_size if image_size is not None else int(record.get("image_size") or data_cfg.image_size)
     data_cfg.split_file = None
     if not data_cfg.root:
         raise ConfigError("eval: no dataset folder given (use --data DIR)")
     if out is not None:
         check_output_folder(out, data_cfg.root, "eval.json")
     index = scan_dataset(data_cfg.preset, data_cfg.root)
-    if split_file:
-        split = load_split(split_file, index)
-    elif run_dir is not None and (run_dir / "split.json").is_file():
-        # The run's own split: the data must be the run's dataset, wherever it is now.
-        check_fingerprint(run_dir, index)
-        split = load_split(run_dir / "split.json")
-        check_split_matches(split, index, run_dir / "split.json")
-    else:
-        log.warning("no split given or found beside the checkpoint: evaluating every image of '%s'", index.root)
-        split = Split(index.classes, [], [], list(index.paths))
-        part = "test"
     if list(record["class_names"]) != index.classes:
         raise CheckpointError(
-            f"checkpoint '{record['file']}' has classes ({', '.join(record['class_names'][:3])}, ...) "
-            f"that differ from the data's ({', '.join(index.classes[:3])}, ...)"
+            f"checkpoint '{record['file']}' has other classes than the data: "
+            f"{class_difference(list(record['class_names']), index.classes, 'checkpoint')}"
         )
+    split, part, images_from = eval_split(index, part, split_file, run_dir, record["file"], stored)
     if part not in ("train", "val", "test") or (part == "val" and not split.val):
         raise ConfigError(f"eval: split part '{part}' is not available (train, test{', val' if split.val else ''})")
     data = DataModule(data_cfg, 0, split=split, index=index, parts=(part,))
-    dev = resolve_device(device)
+    log.info("evaluating on %d images: %s", len(getattr(data.split, part)), images_from)
     model.to(dev)
     t0 = time.perf_counter()
     meter = evaluate_model(LogitsOnly(model), data.eval_loader(part, batch_size), len(index.classes), dev)
     result = {**meter.summary(), "images": meter.n, "part": part, "checkpoint": record["file"],
-              "model": record["arch"], "seconds": round(time.perf_counter() - t0, 2),
+              "model": record["arch"], "seconds": round(time.perf_counter() - t0, 2), "images_from": images_from,
+              **({"skipped_images": data.skipped} if data.skipped else {}),
               "per_class": dict(zip(index.classes, [round(a, 2) for a in meter.per_class_accuracy()]))}
     if out is not None:
         out = Path(out)

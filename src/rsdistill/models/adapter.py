@@ -70,6 +70,8 @@ class ModelAdapter(nn.Module):
         net = self.net
         if isinstance(net, MobileNetV2):
             return net.classifier[-1]
+        if hasattr(net, "classifier_layer"):  # timm models
+            return net.classifier_layer
         return net.fc
 
     def bn_before_relu(self) -> list[nn.BatchNorm2d]:

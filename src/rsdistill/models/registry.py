@@ -13,6 +13,7 @@ from torch import nn
 from ..errors import CheckpointError, ConfigError
 from . import cifar_resnet, wrn
 from .adapter import ModelAdapter
+from .timm_models import build_timm, is_timm_name, load_timm_weights
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,13 @@ def model_names() -> list[str]:
 
 
 def build_model(name: str, num_classes: int, weights: str | Path | None = None) -> ModelAdapter:
+    if is_timm_name(name):
+        net = build_timm(name, num_classes)
+        if weights is not None:
+            load_timm_weights(net, Path(weights))
+        return ModelAdapter(name, net, num_classes)
     if name not in MODELS:
-        raise ConfigError(f"model.name: unknown model '{name}' (known: {', '.join(MODELS)})")
+        raise ConfigError(f"model.name: unknown model '{name}' (known: {', '.join(MODELS)}, timm:NAME)")
     net = MODELS[name].build(num_classes)
     if weights is not None:
         load_backbone_weights(net, Path(weights))

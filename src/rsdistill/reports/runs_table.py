@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from ..errors import RsDistillError
+from .comparable import warn_if_groups_not_comparable, warn_if_not_comparable
 from .tables import Table, mean_std
 
 
@@ -69,6 +70,8 @@ def run_labels(run_dirs: list[Path]) -> list[str]:
 def runs_table(run_dirs: list[Path], baseline: Path | None = None, title: str = "") -> Table:
     runs = [read_run(Path(d)) for d in run_dirs]
     base = _baseline_top1([read_run(baseline)], baseline) if baseline else None
+    if baseline:
+        warn_if_not_comparable([r["dir"] for r in runs], Path(baseline))
     table = Table(["run", "model", "method", "epochs", "top-1 (%)", "top-5 (%)", "best top-1 (%)",
                    "Δ top-1" + (f" vs {baseline.name}" if baseline else ""), "train time (min)"], title=title)
     for r, label in zip(runs, run_labels([r["dir"] for r in runs])):
@@ -114,6 +117,7 @@ def seed_groups_table(run_dirs: list[Path], baseline: str | None = None, title: 
         if not match:
             raise RsDistillError(f"--baseline '{baseline}' is not one of the tabulated settings")
         base = _baseline_top1(match[0][2], baseline)
+        warn_if_groups_not_comparable([[r["dir"] for r in row[2]] for row in rows], [r["dir"] for r in match[0][2]])
     table = Table(["setting", "model", "method", "epochs", "seeds", "top-1 (%)", "top-5 (%)",
                    "Δ top-1" + (f" vs {Path(baseline).name}" if baseline else ""), "train time (min, per run)"],
                   title=title)

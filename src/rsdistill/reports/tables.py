@@ -1,10 +1,15 @@
-"""A table is a list of column names and rows of cells; it renders to Markdown, CSV and LaTeX."""
+"""A table is a list of column names and rows of cells; it renders to Markdown, CSV and LaTeX.
+
+Cells may be marked bold (the best value of a column: ``**x**`` in Markdown, ``\\textbf{x}`` in
+LaTeX, plain in CSV), and a table may carry notes (the settings that produced it), written below
+the Markdown table and as ``%`` comments above the LaTeX one."""
 
 from __future__ import annotations
 
 import csv
 import io
 import math
+import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,19 +22,40 @@ class Table:
     columns: list[str]
     rows: list[list[object]] = field(default_factory=list)
     title: str = ""
+    notes: list[str] = field(default_factory=list)
+    # (row, column) positions rendered in bold
+    bold: set[tuple[int, int]] = field(default_factory=set)
 
     def add(self, *cells: object) -> None:
         if len(cells) != len(self.columns):
             raise ValueError(f"row has {len(cells)} cells, table has {len(self.columns)} columns")
         self.rows.append(list(cells))
 
+    def bold_best(self, columns: list[str], rows: list[int] | None = None) -> None:
+        """Mark, in each named column, the cell(s) with the highest leading number ("81.2 ± 0.4"
+        reads as 81.2, "+1.30" as 1.3) among ``rows`` (default: all); cells without a number (a
+        dash, "failed") are never best."""
+        for name in columns:
+            c = self.columns.index(name)
+            values = {r: _leading_number(self.rows[r][c]) for r in (range(len(self.rows)) if rows is None else rows)}
+            values = {r: v for r, v in values.items() if v is not None}
+            if values:
+                best = max(values.values())
+                self.bold |= {(r, c) for r, v in values.items() if v == best}
+
+    def _cells(self, wrap) -> list[list[str]]:
+        return [[wrap(_fmt(c)) if (i, j) in self.bold else _fmt(c) for j, c in enumerate(r)]
+                for i, r in enumerate(self.rows)]
+
     def to_markdown(self) -> str:
-        cells = [[_fmt(c) for c in r] for r in self.rows]
+        cells = self._cells(lambda s: f"**{s}**")
         widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(self.columns)]
         line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
         out = [f"**{self.title}**", ""] if self.title else []
         out += [line(self.columns), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
         out += [line(r) for r in cells]
+        if self.notes:
+            out += [""] + self.notes
         return "\n".join(out) + "\n"
 
     def to_csv(self) -> str:
@@ -42,9 +68,13 @@ class Table:
 
     def to_latex(self) -> str:
         esc = lambda s: s.replace("\\", "\\textbackslash{}").replace("_", "\\_").replace("%", "\\%").replace("&", "\\&").replace("±", "$\\pm$")  # noqa: E731
-        out = ["\\begin{tabular}{l" + "r" * (len(self.columns) - 1) + "}", "\\hline",
-               " & ".join(esc(c) for c in self.columns) + " \\\\", "\\hline"]
-        out += [" & ".join(esc(_fmt(c)) for c in r) + " \\\\" for r in self.rows]
+        out = [f"% {n}" for n in self.notes]
+        out += ["\\begin{tabular}{l" + "r" * (len(self.columns) - 1) + "}", "\\hline",
+                " & ".join(esc(c) for c in self.columns) + " \\\\", "\\hline"]
+        cells = [[esc(_fmt(c)) for c in r] for r in self.rows]
+        for i, j in self.bold:
+            cells[i][j] = f"\\textbf{{{cells[i][j]}}}"
+        out += [" & ".join(r) + " \\\\" for r in cells]
         out += ["\\hline", "\\end{tabular}"]
         return "\n".join(out) + "\n"
 
@@ -65,6 +95,16 @@ def _fmt(c: object) -> str:
     if isinstance(c, float):
         return "—" if math.isnan(c) else f"{c:.2f}"
     return str(c)
+
+
+_NUMBER = re.compile(r"^\s*([-+]?\d+(?:\.\d+)?)")
+
+
+def _leading_number(c: object) -> float | None:
+    if isinstance(c, (int, float)) and not isinstance(c, bool):
+        return None if isinstance(c, float) and math.isnan(c) else float(c)
+    m = _NUMBER.match(c) if isinstance(c, str) else None
+    return float(m.group(1)) if m else None
 
 
 def mean_std(values: list[float]) -> str:

@@ -1,0 +1,166 @@
+"""One cell of a suite, in its own process: run (or resume) its run directory, record the outcome
+and the cost.
+
+The record (``DIR/cells/<cell id>.json``) holds the status (``running``, ``finished``,
+``failed``, ``interrupted``), the error of a failed attempt, every attempt (pid, host, start, end,
+wall time, peak memory) and the cost the tables show: seconds per training iteration (the training
+steps' time, without the per-epoch test pass, over the iterations), peak resident memory of the
+cell's process (``getrusage`` max RSS, shared library pages included) and, on CUDA, peak allocated
+GPU memory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import socket
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from ..errors import RsDistillError
+from ..io import atomic_write_json
+from .suite_plan import SuiteFolder
+
+log = logging.getLogger("rsdistill")
+
+
+def run_cell(root: str, cell_id: str, config: dict[str, Any], threads: int, env: dict[str, str], cwd: str,
+             verbose: bool) -> None:
+    """The body of a cell's process (a ``multiprocessing`` target): exits 0 when the run finished,
+    1 when it failed, 130 when interrupted."""
+    # A forked server's child inherits the server's environment, not the suite's: restore it.
+    os.environ.clear()
+    os.environ.update(env)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    os.chdir(cwd)
+    import torch
+
+    torch.set_num_threads(threads)
+    _exit_with_parent()
+    _console(verbose)
+    sys.exit(_run(SuiteFolder(root), cell_id, config))
+
+
+def _run(folder: SuiteFolder, cell_id: str, config: dict[str, Any]) -> int:
+    from ..config import build_config
+    from .collect import run_or_resume
+
+    run_dir = folder.run_dir(cell_id)
+    record = folder.read_record(cell_id) or {"id": cell_id, "attempts": []}
+    for a in record["attempts"]:
+        if a.get("outcome") == "running":  # its process ended without recording (killed)
+            a["outcome"] = "killed"
+    attempt: dict[str, Any] = {"pid": os.getpid(), "host": socket.gethostname(),
+                               "started": time.strftime("%Y-%m-%d %H:%M:%S"), "outcome": "running"}
+    record["attempts"].append(attempt)
+    record.update(status="running", error=None, run_dir=str(run_dir))
+    atomic_write_json(folder.record(cell_id), record)
+
+    t0 = time.perf_counter()
+    code, error, tb = 1, None, None
+    try:
+        run_or_resume(build_config(config, source=f"cell {cell_id}"), run_dir)
+        code = 0
+    except KeyboardInterrupt:
+        code, error = 130, "interrupted"
+    except RsDistillError as e:
+        error = str(e)
+    except Exception as e:  # a crash of this cell must reach its record, not stop the suite
+        error, tb = f"{type(e).__name__}: {e}", traceback.format_exc()
+    outcome = {0: "finished", 130: "interrupted"}.get(code, "failed")
+    attempt.update(outcome=outcome, ended=time.strftime("%Y-%m-%d %H:%M:%S"),
+                   wall_seconds=round(time.perf_counter() - t0, 2), cpu_seconds=round(cpu_seconds(), 2),
+                   peak_rss_mb=round(peak_rss_mb(), 1),
+                   peak_cuda_mb=peak_cuda_mb(), error=error)
+    if tb:
+        attempt["traceback"] = tb
+    record.update(status=outcome, error=error, cost=cost(record, run_dir, config))
+    atomic_write_json(folder.record(cell_id), record)
+    if error and code != 130:
+        log.error("cell %s failed: %s", cell_id, error)
+    return code
+
+
+def cpu_seconds() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def peak_rss_mb() -> float:
+    import resource
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
+
+
+def peak_cuda_mb() -> float | None:
+    import torch
+
+    if not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return None
+    return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+
+
+def seconds_per_iteration(run_dir: Path, batch_size: int) -> float | None:
+    """The training steps' time per iteration over the logged epochs (``time/train_s``; older runs
+    logged only ``time/epoch_s``, which includes the test pass)."""
+    from ..engine.runlog import read_jsonl
+
+    try:
+        records = read_jsonl(run_dir / "metrics.jsonl")
+        num_train = json.loads((run_dir / "split.json").read_text())["counts"]["train"]
+    except (OSError, ValueError, KeyError):
+        return None
+    times = [r.get("time/train_s", r.get("time/epoch_s")) for r in records]
+    times = [t for t in times if isinstance(t, (int, float))]
+    if not times or num_train <= 0:
+        return None
+    return sum(times) / (len(times) * math.ceil(num_train / batch_size))
+
+
+def cost(record: dict[str, Any], run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
+    attempts = record["attempts"]
+    peaks = [a["peak_rss_mb"] for a in attempts if a.get("peak_rss_mb") is not None]
+    cuda = [a["peak_cuda_mb"] for a in attempts if a.get("peak_cuda_mb") is not None]
+    spi = seconds_per_iteration(run_dir, config["train"]["batch_size"])
+    return {"seconds_per_iteration": None if spi is None else round(spi, 5),
+            "peak_rss_mb": max(peaks) if peaks else None,
+            "peak_cuda_mb": max(cuda) if cuda else None,
+            "wall_seconds": round(sum(a.get("wall_seconds", 0.0) for a in attempts), 2),
+            "cpu_seconds": round(sum(a.get("cpu_seconds", 0.0) for a in attempts), 2),
+            "attempts": len(attempts)}
+
+
+def _console(verbose: bool) -> None:
+    logger = logging.getLogger("rsdistill")
+    for h in list(logger.handlers):
+        logger.removeHandler(h)
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("%(message)s"))
+    # Cells running side by side would interleave their epochs: the full log is in train.log.
+    console.setLevel(logging.INFO if verbose else logging.WARNING)
+    logger.addHandler(console)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def _exit_with_parent() -> None:
+    """End this cell when the process that started it is gone (the suite was killed): an orphan
+    would keep training and hold its run directory's lock against the rerun."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(2.0)
+            if os.getppid() != parent:
+                os._exit(137)
+
+    threading.Thread(target=watch, name="rsdistill-parent-watch", daemon=True).start()

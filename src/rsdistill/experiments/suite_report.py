@@ -1,0 +1,294 @@
+"""`rsdistill report DIR`: a suite's cells aggregated into the article's tables.
+
+One table per dataset (the article's Tables 1-3: rows are the teacher and the suite's methods,
+columns each split's top-1 and top-5) and one per sweep and dataset (Tables 5-7: one row per
+value). A cell shows the mean ± std over the seeds that finished, the number of seeds, and the
+difference of the mean top-1 to the student alone and to KD; the best student value of each
+accuracy column is in bold (the teacher is the reference, not a contender). A row with a failed
+seed shows "failed" instead of a mean over the others; seeds not run yet show in the seed count.
+Next to each table: the settings that produced it (image size, epochs, device, seeds, and which
+epoch's accuracy, with what the best epoch was selected on).
+
+Written into DIR: ``tables/<name>.md/.csv/.tex``, ``results.json`` (every number, with each
+cell's config and command and the suite's command), ``report.md`` and ``report.html``. Every
+number is read from the cells' run directories (metrics.json) and records.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..io import atomic_write_json
+from ..reports.html import ReportSection, write_html, write_markdown
+from ..reports.tables import Table, mean_std
+from .suite_plan import Cell, SuiteFolder
+
+ACCURACY = {"last": ("top1", "top5"), "best": ("best_top1", "best_top5")}
+
+
+@dataclass
+class CellResult:
+    cell: Cell
+    status: str  # "finished", "failed" or "missing"
+    reason: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    cost: dict[str, Any] = field(default_factory=dict)
+
+
+def read_cell(folder: SuiteFolder, cell: Cell) -> CellResult:
+    run_dir = Path(cell.run_dir)
+    record = folder.read_record(cell.id) or {}
+    cost = record.get("cost") or {}
+    metrics_file = run_dir / "metrics.json"
+    if metrics_file.is_file():
+        metrics = json.loads(metrics_file.read_text())
+        if metrics.get("status", "finished") == "failed":
+            return CellResult(cell, "failed", f"the run failed: {metrics.get('reason')}", metrics, cost)
+        return CellResult(cell, "finished", None, metrics, cost)
+    if record.get("status") == "failed":
+        return CellResult(cell, "failed", record.get("error"), {}, cost)
+    why = {"running": "running, or interrupted", "interrupted": "interrupted"}.get(record.get("status"), "not run yet")
+    return CellResult(cell, "missing", why, {}, cost)
+
+
+@dataclass
+class Group:
+    """The cells of one (split, row): one per seed."""
+
+    results: list[CellResult]
+    keys: tuple[str, str]
+
+    @property
+    def finished(self) -> list[CellResult]:
+        return [r for r in self.results if r.status == "finished"]
+
+    @property
+    def failed(self) -> list[CellResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+    def values(self, i: int) -> list[float]:
+        return [float(r.metrics[self.keys[i]]) for r in self.finished]
+
+    def mean_top1(self) -> float | None:
+        v = self.values(0)
+        return statistics.mean(v) if v and not self.failed else None
+
+    def shown(self, i: int) -> str:
+        if self.failed:
+            return f"failed ({len(self.failed)} of {len(self.results)})"
+        return mean_std(self.values(i)) if self.finished else "missing"
+
+    def seeds(self) -> str:
+        k, n = len(self.finished), len(self.results)
+        return str(n) if k == n else f"{k} of {n}"
+
+    def as_json(self) -> dict[str, Any]:
+        def stats(v: list[float]) -> dict[str, Any]:
+            return {"mean": statistics.mean(v) if v else None, "std": statistics.stdev(v) if len(v) > 1 else None,
+                    "values": v, "seeds": [r.cell.seed for r in self.finished]}
+
+        return {"top1": stats(self.values(0)), "top5": stats(self.values(1)), "n": len(self.results),
+                "finished": len(self.finished), "failed": [r.cell.id for r in self.failed],
+                "missing": [r.cell.id for r in self.results if r.status == "missing"]}
+
+
+def write_report(root: str | Path, epoch: str = "last", command: list[str] | None = None) -> Path:
+    """Write the tables, results.json, report.md and report.html of the suite folder ``root``;
+    returns report.html's path."""
+    folder = SuiteFolder(root)
+    man = folder.read_manifest()
+    cells = [Cell.from_dict(c) for c in man["cells"]]
+    results = {r.cell.id: r for r in (read_cell(folder, c) for c in cells)}
+    keys = ACCURACY[epoch]
+    tables: list[tuple[str, Table, dict[str, Any], list[dict[str, Any]]]] = []
+    for dataset in man["datasets"]:
+        mine = [r for r in results.values() if r.cell.dataset == dataset]
+        rows = [("teacher", _teacher_label(mine))] if any(r.cell.kind == "teacher" for r in mine) else []
+        rows += [(row["row"], row["label"]) for row in man["rows"]]
+        settings = table_settings(man, dataset, [r for r in mine if r.cell.kind != "sweep"], epoch)
+        title = (f"{man['name']}: {dataset}, {man['student']['model']} students, "
+                 f"{_acc_words(epoch)} top-1/top-5 (%), mean ± std over seeds")
+        table, rows_json = grid_table(title, "method", rows, man, mine, keys, settings)
+        tables.append((dataset, table, settings, rows_json))
+        for sweep in man["sweeps"]:
+            swept = [r for r in mine if r.cell.kind == "sweep" and r.cell.sweep["index"] == sweep["index"]]
+            srows = [(row, next((r.cell.label for r in swept if r.cell.row == row), row)) for row in sweep["rows"]]
+            settings = table_settings(man, dataset, [r for r in mine if r.cell.kind == "teacher"] + swept, epoch)
+            title = (f"{man['name']}: {dataset}, {sweep['method']} with {sweep['field']} swept, "
+                     f"{_acc_words(epoch)} top-1/top-5 (%), mean ± std over seeds")
+            name = f"{dataset}_sweep_{sweep['prefix'].replace('.', '_')}"
+            table, rows_json = grid_table(title, sweep["field"], srows, man, mine, keys, settings)
+            tables.append((name, table, settings, rows_json))
+
+    out = folder.root
+    files = []
+    for name, table, _, _ in tables:
+        files += [str(p.relative_to(out)) for p in table.write(out / "tables" / name, ("md", "csv", "tex"))]
+    report_command = command or ["rsdistill", "report", str(out)] + (["--epoch", epoch] if epoch != "last" else [])
+    unfinished = [r for r in results.values() if r.status != "finished"]
+    counts = {s: sum(r.status == s for r in results.values()) for s in ("finished", "failed", "missing")}
+    atomic_write_json(out / "results.json", {
+        "name": man["name"], "description": man.get("description", ""), "suite_file": man["suite_file"],
+        "suite_command": man.get("command"), "report_command": report_command,
+        "generated": time.strftime("%Y-%m-%d %H:%M:%S"), "accuracy": epoch, "cells_by_status": counts,
+        "baselines": man["baselines"],
+        "tables": [{"name": name, "title": t.title, "settings": s, "files": [f"tables/{name}.{x}" for x in ("md", "csv", "tex")],
+                    "columns": t.columns, "rows": rj} for name, t, s, rj in tables],
+        "cells": [cell_json(r) for r in results.values()],
+        "suite": man["suite"],
+    })
+
+    sections = [ReportSection(t.title, settings_line(s), Table(t.columns, t.rows, bold=t.bold).to_markdown())
+                for _, t, s, _ in tables]
+    if unfinished:
+        missing = Table(["cell", "status", "why"])
+        for r in unfinished:
+            missing.add(r.cell.id, r.status, (r.reason or "").replace("|", "/"))
+        sections.append(ReportSection("Cells not finished", "failed cells keep their error; missing ones "
+                                      "have not run (rerun the suite command)", missing.to_markdown()))
+    page = {"suite": man["name"], "suite file": man["suite_file"], "suite command": " ".join(man.get("command") or []),
+            "report command": " ".join(report_command), "folder": str(out),
+            "cells": ", ".join(f"{v} {k}" for k, v in counts.items()), "tables": ", ".join(files)}
+    title = f"{man['name']}: results"
+    write_markdown(out / "report.md", title, page, sections)
+    return write_html(out / "report.html", title, page, sections)
+
+
+def _acc_words(epoch: str) -> str:
+    return "last-epoch test" if epoch == "last" else "best-epoch"
+
+
+def _teacher_label(results: list[CellResult]) -> str:
+    return next((r.cell.label for r in results if r.cell.kind == "teacher"), "teacher")
+
+
+def grid_table(title: str, first: str, rows: list[tuple[str, str]], man: dict[str, Any],
+               results: list[CellResult], keys: tuple[str, str],
+               settings: dict[str, Any]) -> tuple[Table, list[dict[str, Any]]]:
+    splits = man["splits"]
+    base = man["baselines"]
+    refs = [(name, f"Δ vs {word}") for name, word in (("alone", "alone"), ("kd", "KD")) if base.get(name)]
+    groups = {(sp, row): Group([r for r in results if r.cell.split == sp and r.cell.row == row], keys)
+              for sp in splits for row, _ in rows}
+    all_groups = {(r.cell.split, r.cell.row) for r in results}
+    columns = [first]
+    for sp in splits:
+        columns += [f"{sp} top-1 (%)", f"{sp} top-5 (%)", *[f"{sp} {label}" for _, label in refs], f"{sp} seeds"]
+    columns += ["ms/iter", "peak RAM (MB)", "train (min/run)"]
+    table = Table(columns, title=title, notes=[settings_line(settings)])
+    rows_json = []
+    for row, label in rows:
+        cells: list[object] = [label]
+        row_json: dict[str, Any] = {"row": row, "label": label, "splits": {}}
+        for sp in splits:
+            g = groups[(sp, row)]
+            cells += [g.shown(0), g.shown(1)]
+            js = g.as_json() if (sp, row) in all_groups else {"n": 0}
+            for name, _ in refs:
+                ref_row = base[name]
+                ref = groups.get((sp, ref_row)) or Group([r for r in results if r.cell.split == sp and r.cell.row == ref_row], keys)
+                mine, theirs = g.mean_top1(), ref.mean_top1()
+                delta = None if mine is None or theirs is None else mine - theirs
+                js[f"delta_top1_vs_{name}"] = delta
+                cells.append("—" if delta is None or row == ref_row else f"{delta:+.2f}")
+            cells.append(g.seeds() if g.results else "—")
+            row_json["splits"][sp] = js
+        cost = row_cost([r for sp in splits for r in groups[(sp, row)].finished])
+        row_json["cost"] = cost
+        cells += [cost["ms_per_iteration"], cost["peak_rss_mb"], cost["train_minutes_per_run"]]
+        table.add(*cells)
+        rows_json.append(row_json)
+    students = [i for i, (row, _) in enumerate(rows) if row != "teacher"]
+    best_columns = [c for c in columns[1:] if c.endswith("(%)") or "Δ vs" in c]
+    table.bold_best(best_columns, students)
+    return table, rows_json
+
+
+def row_cost(finished: list[CellResult]) -> dict[str, Any]:
+    spi = [r.cost["seconds_per_iteration"] for r in finished if r.cost.get("seconds_per_iteration") is not None]
+    rss = [r.cost["peak_rss_mb"] for r in finished if r.cost.get("peak_rss_mb") is not None]
+    secs = [r.metrics["seconds"] for r in finished if isinstance(r.metrics.get("seconds"), (int, float))]
+    return {"ms_per_iteration": round(1000 * statistics.mean(spi), 2) if spi else None,
+            "peak_rss_mb": round(max(rss)) if rss else None,
+            "train_minutes_per_run": round(statistics.mean(secs) / 60, 2) if secs else None}
+
+
+def _unique(values: list[Any]) -> list[Any]:
+    out = []
+    for v in values:
+        if v not in out:
+            out.append(v)
+    return out
+
+
+def table_settings(man: dict[str, Any], dataset: str, results: list[CellResult], epoch: str) -> dict[str, Any]:
+    """What produced a table, from its cells' configs and metrics."""
+    def cfg(kind_teacher: bool, *path: str) -> list[Any]:
+        vals = []
+        for r in results:
+            if (r.cell.kind == "teacher") != kind_teacher:
+                continue
+            c = r.cell.config
+            if c is None:  # a reused teacher run: its config.yaml
+                c = _run_config(Path(r.cell.run_dir))
+            for p in path:
+                c = (c or {}).get(p)
+            vals.append(c)
+        return _unique(vals)
+
+    ds = man["datasets"][dataset]
+    finished = [r for r in results if r.status == "finished"]
+    selected = _unique([r.metrics.get("best_selected_on", "test") for r in finished])
+    return {
+        "dataset": dataset, "preset": ds["preset"], "root": ds["root"],
+        "splits": man["splits"], "seeds": man["seeds"],
+        "teacher": {"model": cfg(True, "model", "name"), "image_size": cfg(True, "data", "image_size"),
+                    "epochs": cfg(True, "train", "epochs")},
+        "students": {"model": cfg(False, "model", "name"), "image_size": cfg(False, "data", "image_size"),
+                     "epochs": cfg(False, "train", "epochs"), "batch_size": cfg(False, "train", "batch_size"),
+                     "lr": cfg(False, "train", "lr"), "view_bank": cfg(False, "data", "view_bank")},
+        "device": _unique([r.metrics.get("device") for r in finished]) or cfg(False, "train", "device"),
+        "accuracy": ("last epoch, test split" if epoch == "last"
+                     else f"best epoch, selected on {'/'.join(selected) or 'test'} (accuracy on that split)"),
+        "best_selected_on": selected,
+    }
+
+
+def _run_config(run_dir: Path) -> dict[str, Any]:
+    import yaml
+
+    file = run_dir / "config.yaml"
+    return (yaml.safe_load(file.read_text()) or {}) if file.is_file() else {}
+
+
+def settings_line(s: dict[str, Any]) -> str:
+    def j(v: list[Any]) -> str:
+        return "/".join(str(x) for x in v) if v else "?"
+
+    t, st = s["teacher"], s["students"]
+    sizes = j(st["image_size"]) + (f" (teacher {j(t['image_size'])})" if t["image_size"] and t["image_size"] != st["image_size"] else "")
+    best = s["best_selected_on"]
+    best_note = (f"; best epochs (results.json) are selected on {'/'.join(best)}" if s["accuracy"].startswith("last") and best else "")
+    if "test" in best and not s["accuracy"].startswith("last"):
+        best_note += " (no validation split: optimistic)"
+    return (f"Settings: {s['dataset']} ({s['preset']}), split(s) {', '.join(s['splits'])} (train:test), "
+            f"seeds {', '.join(str(x) for x in s['seeds'])}; image size {sizes} px; epochs: teacher {j(t['epochs'])}, "
+            f"students {j(st['epochs'])}; {j(t['model'])} teacher, {j(st['model'])} students; "
+            f"device {j(s['device'])}; accuracy: {s['accuracy']}{best_note}.")
+
+
+def cell_json(r: CellResult) -> dict[str, Any]:
+    c = r.cell
+    command = None
+    if c.config is not None:
+        verb = "train" if c.method == "ce" else "distill"
+        command = f"rsdistill {verb} --config {Path(c.run_dir) / 'config.yaml'} --out NEW_RUN"
+    return {"id": c.id, "dataset": c.dataset, "split": c.split, "row": c.row, "label": c.label, "seed": c.seed,
+            "kind": c.kind, "method": c.method, "sweep": c.sweep, "status": r.status, "reason": r.reason,
+            "run_dir": c.run_dir, "reused": c.reused, "metrics": r.metrics, "cost": r.cost,
+            "config": c.config, "command": command}

@@ -1,0 +1,224 @@
+"""`rsdistill suite` and `rsdistill report`: a grid of cells on tiny synthetic scenes (the session's
+trained teacher reused), its tables read back against the cells' metrics.json, resumption after a
+kill, parallel jobs, sweeps, failures and malformed suite files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rsdistill.engine.runlog import read_jsonl
+from rsdistill.experiments.suite_plan import SuiteFolder, plan
+from rsdistill.experiments.suite_spec import load_suite
+from rsdistill.reports.tables import Table, mean_std
+
+from .conftest import run_cli
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_suite(path: Path, scenes: Path, teacher_run: Path, **changes) -> Path:
+    """2 methods (the student alone, KD) x 2 seeds x 1 split, 1 epoch at 16 px, the teacher reused."""
+    suite = {
+        "name": "tiny",
+        "datasets": {"scenes": {"root": str(scenes)}},
+        "splits": ["8:2"],
+        "seeds": [0, 1],
+        "set": {"train.epochs": 1, "data.image_size": 16, "train.batch_size": 16, "train.progress": False},
+        "teacher": {"run": str(teacher_run), "model": "resnet8x4"},
+        "student": {"model": "resnet20"},
+        "methods": [{"name": "alone", "method": "ce", "label": "student alone"}, {"name": "kd", "label": "KD"}],
+        **changes,
+    }
+    path.write_text(yaml.safe_dump(suite, sort_keys=False))
+    return path
+
+
+def metrics(out: Path, cell: str) -> dict:
+    return json.loads((out / "runs" / cell / "metrics.json").read_text())
+
+
+def csv_rows(file: Path) -> dict[str, dict[str, str]]:
+    with open(file, newline="") as f:
+        return {r[next(iter(r))]: r for r in csv.DictReader(f)}
+
+
+CELLS = [f"scenes/8_2/{row}/seed{s}" for row in ("alone", "kd") for s in (0, 1)]
+
+
+def test_two_jobs_finish_with_the_results_of_one_and_the_tables_hold_the_cells_numbers(
+        capsys, scenes, teacher_run, tmp_path, monkeypatch):
+    # The same threads per cell in both suites: float sums over threads are not associative.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    # 2 epochs: the last and the best epoch can differ
+    tiny = {"train.epochs": 2, "data.image_size": 16, "train.batch_size": 16, "train.progress": False}
+    suite = write_suite(tmp_path / "suite.yaml", scenes, teacher_run, set=tiny)
+    serial, parallel = tmp_path / "serial", tmp_path / "parallel"
+    for out, jobs in ((serial, 1), (parallel, 2)):
+        code, stdout, err = run_cli(capsys, "-q", "suite", suite, "--out", out, "--jobs", jobs)
+        assert code == 0, err
+        assert "5 cells finished, 0 failed" in stdout  # the reused teacher too
+    for cell in CELLS:
+        a, b = metrics(serial, cell), metrics(parallel, cell)
+        assert a["status"] == b["status"] == "finished"
+        assert (a["top1"], a["top5"], a["best_top1"]) == (b["top1"], b["top5"], b["best_top1"]), cell
+        losses = [[r["train/loss"] for r in read_jsonl(o / "runs" / cell / "metrics.jsonl")] for o in (serial, parallel)]
+        assert losses[0] == losses[1], cell
+        record = json.loads((parallel / "cells" / f"{cell}.json").read_text())
+        assert record["status"] == "finished" and record["cost"]["seconds_per_iteration"] > 0
+        assert record["cost"]["peak_rss_mb"] > 0
+
+    out = parallel
+    rows = csv_rows(out / "tables" / "scenes.csv")
+    assert list(rows) == ["teacher (resnet8x4)", "student alone", "KD"]
+    top1 = {row: [metrics(out, f"scenes/8_2/{row}/seed{s}")["top1"] for s in (0, 1)] for row in ("alone", "kd")}
+    top5 = {row: [metrics(out, f"scenes/8_2/{row}/seed{s}")["top5"] for s in (0, 1)] for row in ("alone", "kd")}
+    for row, label in (("alone", "student alone"), ("kd", "KD")):
+        assert rows[label]["8:2 top-1 (%)"] == mean_std(top1[row])
+        assert rows[label]["8:2 top-5 (%)"] == mean_std(top5[row])
+        assert rows[label]["8:2 seeds"] == "2"
+    delta = sum(top1["kd"]) / 2 - sum(top1["alone"]) / 2
+    assert rows["KD"]["8:2 Δ vs alone"] == f"{delta:+.2f}" and rows["student alone"]["8:2 Δ vs alone"] == "—"
+    assert rows["student alone"]["8:2 Δ vs KD"] == f"{sum(top1['alone']) / 2 - sum(top1['kd']) / 2:+.2f}"
+    assert rows["teacher (resnet8x4)"]["8:2 top-1 (%)"] == f"{json.loads((teacher_run / 'metrics.json').read_text())['top1']:.2f}"
+
+    results = json.loads((out / "results.json").read_text())
+    assert results["suite_command"][:2] == ["rsdistill", "suite"] and results["accuracy"] == "last"
+    by_id = {c["id"]: c for c in results["cells"]}
+    for cell in CELLS:
+        assert by_id[cell]["metrics"] == metrics(out, cell)
+        assert by_id[cell]["config"]["train"]["epochs"] == 2 and by_id[cell]["command"].startswith("rsdistill ")
+    kd_row = next(r for r in results["tables"][0]["rows"] if r["row"] == "kd")
+    assert kd_row["splits"]["8:2"]["top1"]["values"] == top1["kd"]
+    settings = results["tables"][0]["settings"]
+    assert settings["students"]["image_size"] == [16] and settings["students"]["epochs"] == [2]
+    assert settings["seeds"] == [0, 1] and settings["device"] == ["cpu"]
+
+    md = (out / "tables" / "scenes.md").read_text()
+    assert "image size 16 px" in md and "seeds 0, 1" in md and "device cpu" in md
+    assert "accuracy: last epoch, test split" in md and "selected on test" in md
+    assert (out / "tables" / "scenes.tex").read_text().count("\\\\") == 4  # header + 3 rows
+    page = (out / "report.html").read_text()
+    assert "<table>" in page and "student alone" in page and "Settings" in page
+    assert (out / "report.md").is_file()
+
+    # `rsdistill report` alone gives the same tables; --epoch best switches to the best epochs
+    before = (out / "tables" / "scenes.csv").read_text()
+    assert run_cli(capsys, "report", out)[0] == 0
+    assert (out / "tables" / "scenes.csv").read_text() == before
+    assert run_cli(capsys, "report", out, "--epoch", "best")[0] == 0
+    best = [metrics(out, f"scenes/8_2/kd/seed{s}")["best_top1"] for s in (0, 1)]
+    assert csv_rows(out / "tables" / "scenes.csv")["KD"]["8:2 top-1 (%)"] == mean_std(best)
+    assert "best epoch, selected on test" in (out / "tables" / "scenes.md").read_text()
+
+
+def test_a_killed_suite_resumes_without_redoing_finished_cells(capsys, scenes, teacher_run, tmp_path):
+    methods = [{"name": "alone", "method": "ce"}, {"name": "kd", "set": {"train.epochs": 4}}]
+    suite = write_suite(tmp_path / "suite.yaml", scenes, teacher_run, seeds=[0], methods=methods)
+    out = tmp_path / "out"
+    done, started = out / "runs/scenes/8_2/alone/seed0/metrics.json", out / "runs/scenes/8_2/kd/seed0/config.yaml"
+    proc = subprocess.Popen([sys.executable, "-m", "rsdistill", "-q", "suite", str(suite), "--out", str(out)],
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 600
+    while not (done.is_file() and started.is_file()) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)  # the suite, its fork server and the running cell
+    proc.wait()
+    assert done.is_file() and started.is_file(), proc.stderr.read().decode()[-2000:]
+    assert not (out / "runs/scenes/8_2/kd/seed0/metrics.json").is_file(), "the kill came too late"
+    finished_at = done.stat().st_mtime_ns
+
+    code, stdout, err = run_cli(capsys, "-q", "suite", suite, "--out", out)
+    assert code == 0, err
+    assert done.stat().st_mtime_ns == finished_at  # not redone
+    alone = json.loads((out / "cells/scenes/8_2/alone/seed0.json").read_text())
+    assert [a["outcome"] for a in alone["attempts"]] == ["finished"]
+    kd = json.loads((out / "cells/scenes/8_2/kd/seed0.json").read_text())
+    assert [a["outcome"] for a in kd["attempts"]] == ["killed", "finished"]
+    assert [r["epoch"] for r in read_jsonl(out / "runs/scenes/8_2/kd/seed0/metrics.jsonl")] == [1, 2, 3, 4]
+    assert metrics(out, "scenes/8_2/kd/seed0")["epochs"] == 4
+
+    # A changed suite file is an error naming the cell and the field; nothing is rerun.
+    methods[1]["set"] = {"train.epochs": 3}
+    write_suite(suite, scenes, teacher_run, seeds=[0], methods=methods)
+    code, _, err = run_cli(capsys, "-q", "suite", suite, "--out", out)
+    assert code == 2
+    assert "cell 'scenes/8_2/kd/seed0'" in err and "train.epochs" in err
+    assert done.stat().st_mtime_ns == finished_at
+
+
+def test_a_sweep_gives_one_row_per_value_and_a_failing_cell_does_not_stop_the_others(
+        capsys, scenes, teacher_run, tmp_path):
+    sweeps = [{"method": "kd", "field": "train.lr", "values": [0.05, 1.0e+30]}]  # lr 1e30 diverges
+    suite = write_suite(tmp_path / "suite.yaml", scenes, teacher_run, seeds=[0],
+                        methods=[{"name": "alone", "method": "ce"}], sweeps=sweeps)
+    out = tmp_path / "out"
+    code, stdout, err = run_cli(capsys, "-q", "suite", suite, "--out", out, "--jobs", 2)
+    assert code == 1  # some cells failed
+    assert "3 cells finished, 1 failed" in stdout and "scenes/8_2/kd.lr=1e+30/seed0" in err
+    rows = csv_rows(out / "tables" / "scenes_sweep_kd_lr.csv")
+    assert list(rows) == ["lr = 0.05", "lr = 1e+30"]
+    assert rows["lr = 0.05"]["8:2 top-1 (%)"] == f"{metrics(out, 'scenes/8_2/kd.lr=0.05/seed0')['top1']:.2f}"
+    assert rows["lr = 1e+30"]["8:2 top-1 (%)"] == "failed (1 of 1)"
+    assert metrics(out, "scenes/8_2/kd.lr=1e+30/seed0")["status"] == "failed"
+    results = json.loads((out / "results.json").read_text())
+    failed = next(c for c in results["cells"] if c["row"] == "kd.lr=1e+30")
+    assert failed["status"] == "failed" and "not finite" in failed["reason"]
+    assert "Cells not finished" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("override, named", [
+    ("seeds=[0, 0]", "seeds"),
+    ("splits=['8-2']", "splits"),
+    ("methods.1.method=kdd", "methods.1.method: unknown method 'kdd' (did you mean 'kd'?)"),
+    ("methods.0.set.seed=3", "methods.0.set: 'seed' is given by the suite"),
+    ("set.train.epoch=2", "set: unknown field 'train.epoch'"),
+    ("teacher.modle=resnet8x4", "unknown field 'teacher.modle' (did you mean 'model'?)"),
+    ("sweeps=[{method: kd, field: method.T, values: [0]}]", "sweeps.0.values.0: method.T"),
+    ("train.epochs=2", "go under set"),
+])
+def test_a_malformed_suite_file_is_an_error_naming_the_field(capsys, tmp_path, override, named):
+    suite = write_suite(tmp_path / "suite.yaml", tmp_path, tmp_path / "teacher", teacher={"model": "resnet8x4"})
+    code, _, err = run_cli(capsys, "suite", suite, "--out", tmp_path / "out", "--set", override)
+    assert code == 2
+    assert err.startswith(f"error: {suite}: ") and named in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_shipped_suite_files_expand_into_cells(tmp_path, monkeypatch):
+    for var in ("UCM_DIR", "AID_DIR", "NWPU_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / var))
+    files = sorted((REPO / "configs" / "suites").glob("*.yaml"))
+    assert {"demo.yaml", "ablation.yaml"} <= {f.name for f in files}
+    for file in files:
+        cells = plan(load_suite(file), SuiteFolder(tmp_path / "out"))
+        assert cells and all(c.config is not None for c in cells), file
+
+
+def test_the_best_value_of_each_column_is_bold_in_markdown_and_latex_and_plain_in_csv():
+    t = Table(["method", "top-1 (%)", "Δ"], notes=["Settings: 16 px"])
+    t.add("teacher", "90.00", "—")
+    t.add("a", "61.20 ± 0.30", "+1.20")
+    t.add("b", "failed (1 of 2)", "—")
+    t.add("c", "61.20 ± 0.90", "-0.40")
+    t.bold_best(["top-1 (%)", "Δ"], rows=[1, 2, 3])  # the teacher is not a contender
+    md = t.to_markdown()
+    assert "**61.20 ± 0.30**" in md and "**61.20 ± 0.90**" in md and "**+1.20**" in md
+    assert "**90.00**" not in md and md.rstrip().endswith("Settings: 16 px")
+    assert "\\textbf{61.20 $\\pm$ 0.30}" in t.to_latex() and "% Settings: 16 px" in t.to_latex()
+    assert "**" not in t.to_csv()
+
+
+def test_report_of_a_folder_that_is_not_a_suite_is_an_error(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "report", tmp_path)
+    assert code == 2 and "is not a suite folder (no suite.json)" in err
