@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from rsdistill.engine.runlog import read_jsonl
+from rsdistill.experiments.suite_cell import restart_if_killed_while_starting
 from rsdistill.experiments.suite_plan import SuiteFolder, plan
 from rsdistill.experiments.suite_spec import load_suite
 from rsdistill.reports.tables import Table, mean_std
@@ -125,12 +126,14 @@ def test_a_killed_suite_resumes_without_redoing_finished_cells(capsys, scenes, t
     methods = [{"name": "alone", "method": "ce"}, {"name": "kd", "set": {"train.epochs": 4}}]
     suite = write_suite(tmp_path / "suite.yaml", scenes, teacher_run, seeds=[0], methods=methods)
     out = tmp_path / "out"
-    done, started = out / "runs/scenes/8_2/alone/seed0/metrics.json", out / "runs/scenes/8_2/kd/seed0/config.yaml"
+    # killed once the alone cell has finished and the kd cell has logged its first epoch (of 4)
+    done, started = out / "runs/scenes/8_2/alone/seed0/metrics.json", out / "runs/scenes/8_2/kd/seed0/metrics.jsonl"
     proc = subprocess.Popen([sys.executable, "-m", "rsdistill", "-q", "suite", str(suite), "--out", str(out)],
                             env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 600
-    while not (done.is_file() and started.is_file()) and proc.poll() is None and time.monotonic() < deadline:
+    while not (done.is_file() and started.is_file() and started.stat().st_size) and proc.poll() is None \
+            and time.monotonic() < deadline:
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)  # the suite, its fork server and the running cell
     proc.wait()
@@ -222,3 +225,16 @@ def test_the_best_value_of_each_column_is_bold_in_markdown_and_latex_and_plain_i
 def test_report_of_a_folder_that_is_not_a_suite_is_an_error(capsys, tmp_path):
     code, _, err = run_cli(capsys, "report", tmp_path)
     assert code == 2 and "is not a suite folder (no suite.json)" in err
+
+
+def test_a_cell_killed_while_its_run_was_starting_starts_afresh(tmp_path):
+    run = tmp_path / "run"  # config.yaml written, killed before split.json: nothing trained yet
+    run.mkdir()
+    (run / "config.yaml").write_text("seed: 0\n")
+    (run / "dataset.json").write_text("{}")
+    restart_if_killed_while_starting(run)
+    assert not (run / "config.yaml").exists() and not (run / "dataset.json").exists()
+    (run / "config.yaml").write_text("seed: 0\n")
+    (run / "split.json").write_text("{}")
+    restart_if_killed_while_starting(run)  # a run that got further is resumed, never cleared
+    assert (run / "config.yaml").is_file()

@@ -65,6 +65,7 @@ def _run(folder: SuiteFolder, cell_id: str, config: dict[str, Any]) -> int:
     t0 = time.perf_counter()
     code, error, tb = 1, None, None
     try:
+        restart_if_killed_while_starting(run_dir)
         run_or_resume(build_config(config, source=f"cell {cell_id}"), run_dir)
         code = 0
     except KeyboardInterrupt:
@@ -85,6 +86,20 @@ def _run(folder: SuiteFolder, cell_id: str, config: dict[str, Any]) -> int:
     if error and code != 130:
         log.error("cell %s failed: %s", cell_id, error)
     return code
+
+
+def restart_if_killed_while_starting(run_dir: Path) -> None:
+    """A run killed right after writing its config.yaml and before its split.json (a run writes
+    config.yaml first) cannot be resumed, and has trained nothing yet: clear what it wrote so that
+    the cell starts afresh instead of failing for good."""
+    from .rundir import RunLock, clear_unstarted_run, has_finished_epoch
+
+    if not (run_dir / "config.yaml").is_file() or (run_dir / "split.json").is_file() or has_finished_epoch(run_dir):
+        return
+    with RunLock(run_dir):  # a process still working on it stops this with an error naming it
+        log.warning("run '%s' was stopped while starting (config.yaml without split.json): starting it again",
+                    run_dir)
+        clear_unstarted_run(run_dir)
 
 
 def cpu_seconds() -> float:
