@@ -277,20 +277,25 @@ class RunConfig(Section):
 # --------------------------------------------------------------------------- building a config
 
 
+def split_set_item(item: str, example: str = "train.epochs=2") -> tuple[list[str], Any]:
+    """One ``--set key=value``: the dotted key's parts and the value parsed as YAML (None if empty)."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected key=value (e.g. {example})")
+    key, raw = item.split("=", 1)
+    path = key.strip().split(".")
+    if not all(path):
+        raise ConfigError(f"--set {item!r}: empty part in key {key!r}")
+    try:
+        return path, (yamlfile.loads(raw, f"--set {item!r}") if raw.strip() else None)
+    except ConfigError as e:
+        raise ConfigError(f"{e} (the value is read as YAML)") from None
+
+
 def parse_set(items: list[str]) -> dict[str, Any]:
     """``["train.epochs=2", "data.image_size=32"]`` -> nested dict; values are parsed as YAML."""
     tree: dict[str, Any] = {}
     for item in items:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected key=value (e.g. train.epochs=2)")
-        key, raw = item.split("=", 1)
-        path = key.strip().split(".")
-        if not all(path):
-            raise ConfigError(f"--set {item!r}: empty part in key {key!r}")
-        try:
-            value = yamlfile.loads(raw, f"--set {item!r}") if raw.strip() else None
-        except ConfigError as e:
-            raise ConfigError(f"{e} (the value is read as YAML)") from None
+        path, value = split_set_item(item)
         node = tree
         for part in path[:-1]:
             node = node.setdefault(part, {})

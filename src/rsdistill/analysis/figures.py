@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import atomic_write
+from ..reports.per_class import draw_confusion
 
 DPI = 110
 
@@ -235,16 +236,8 @@ def per_class_figure(path: Path, names: tuple[str, str], class_names: list[str],
     ax.set_title("Per-class test accuracy (red: the classes that changed most)", fontsize=10)
     for k in range(2):
         ax = fig.add_subplot(gs[1, k])
-        cm = np.asarray(confusion[k], dtype=float)
-        rates = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-        ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+        draw_confusion(ax, confusion[k])
         _class_axes(ax, class_names)
-        if n <= 30:
-            for i in range(n):
-                for j in range(n):
-                    if cm[i, j]:
-                        ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=6,
-                                color="white" if rates[i, j] > 0.5 else "black")
         ax.set_xlabel("predicted", fontsize=8)
         ax.set_ylabel("true", fontsize=8)
         ax.set_title(f"confusion: {names[k]}", fontsize=9)

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from .. import yamlfile
-from ..config import Preset, build_config, deep_merge
+from ..config import Preset, build_config, deep_merge, split_set_item
 from ..errors import ConfigError
 from ..section import Section, format_validation_error, suggest
 
@@ -363,13 +363,7 @@ def apply_overrides(raw: dict[str, Any], items: list[str]) -> None:
     """``--set key=value`` on the suite file's fields, in place; a number in the key indexes a
     list (``methods.2.set.method.T=2``); values are parsed as YAML."""
     for item in items:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected key=value (e.g. seeds=[0,1])")
-        key, text = item.split("=", 1)
-        parts = key.strip().split(".")
-        if not all(parts):
-            raise ConfigError(f"--set {item!r}: empty part in key {key!r}")
-        value = yamlfile.loads(text, f"--set {item!r}") if text.strip() else None
+        parts, value = split_set_item(item, example="seeds=[0,1]")
         node: Any = raw
         for i, part in enumerate(parts):
             last = i == len(parts) - 1

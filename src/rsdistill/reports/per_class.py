@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
 from ..io import atomic_write, atomic_write_text
@@ -41,20 +43,13 @@ def plot_confusion(path: Path, class_names: list[str], confusion: torch.Tensor, 
     import matplotlib.pyplot as plt
 
     n = len(class_names)
-    rates = (confusion.float() / confusion.sum(1, keepdim=True).clamp_min(1)).numpy()
     size = min(4 + 0.3 * n, 20)
     fig, ax = plt.subplots(figsize=(size, size * 0.9))
-    im = ax.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)
+    im = draw_confusion(ax, confusion.numpy())
     ax.set_xticks(range(n), class_names, rotation=90, fontsize=max(5, 10 - n // 10))
     ax.set_yticks(range(n), class_names, fontsize=max(5, 10 - n // 10))
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    if n <= 30:
-        for i in range(n):
-            for j in range(n):
-                if confusion[i, j]:
-                    ax.text(j, i, int(confusion[i, j]), ha="center", va="center", fontsize=6,
-                            color="white" if rates[i, j] > 0.5 else "black")
     ax.set_title(title or "confusion matrix (row-normalised colours, counts in cells)")
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
@@ -62,3 +57,19 @@ def plot_confusion(path: Path, class_names: list[str], confusion: torch.Tensor, 
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
     atomic_write(path, lambda f: f.write(buf.getvalue()))
+
+
+def draw_confusion(ax, confusion) -> Any:
+    """A confusion matrix on ``ax``: row-normalised colours, the counts written in the cells (up to
+    30 classes; beyond that they are unreadable). Returns the image, for a colour bar."""
+    cm = np.asarray(confusion, dtype=float)
+    rates = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    im = ax.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)
+    n = len(cm)
+    if n <= 30:
+        for i in range(n):
+            for j in range(n):
+                if cm[i, j]:
+                    ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=6,
+                            color="white" if rates[i, j] > 0.5 else "black")
+    return im
