@@ -112,14 +112,38 @@ def test_two_jobs_finish_with_the_results_of_one_and_the_tables_hold_the_cells_n
     assert "<table>" in page and "student alone" in page and "Settings" in page
     assert (out / "report.md").is_file()
 
-    # `rsdistill report` alone gives the same tables; --epoch best switches to the best epochs
+    # the cost of compression: the teacher and a student run measured by the profiler at 16 px
+    cost = results["profile"]["datasets"]["scenes"]
+    t, s = cost["teacher"], cost["student"]
+    assert (t["arch"], s["arch"], t["image_size"], s["image_size"]) == ("resnet8x4", "resnet20", 16, 16)
+    assert s["params"] < t["params"] and s["flops"] < t["flops"] and 0 < s["onnx_bytes"] < t["onnx_bytes"]
+    assert cost["ratios_student_over_teacher"]["params"] == pytest.approx(s["params"] / t["params"], rel=1e-3)
+    assert cost["notes"] == [] and "Cost of compression" in page and "student / teacher" in page
+    assert "student / teacher" in (out / "report.md").read_text()
+
+    # `rsdistill report` alone gives the same tables, the costs from the cache (nothing measured);
+    # --epoch best switches to the best epochs
+    import rsdistill.deploy.profile
+
+    def no_measuring(*args, **kwargs):
+        raise RuntimeError("measured again")
+
+    monkeypatch.setattr(rsdistill.deploy.profile, "measure", no_measuring)
     before = (out / "tables" / "scenes.csv").read_text()
     assert run_cli(capsys, "report", out)[0] == 0
     assert (out / "tables" / "scenes.csv").read_text() == before
+    assert json.loads((out / "results.json").read_text())["profile"]["datasets"]["scenes"] == cost
     assert run_cli(capsys, "report", out, "--epoch", "best")[0] == 0
     best = [metrics(out, f"scenes/8_2/kd/seed{s}")["best_top1"] for s in (0, 1)]
     assert csv_rows(out / "tables" / "scenes.csv")["KD"]["8:2 top-1 (%)"] == mean_std(best)
     assert "best epoch, selected on test" in (out / "tables" / "scenes.md").read_text()
+
+    # a run that cannot be profiled costs the section its figures, not the report
+    (out / "tables" / "profile.json").unlink()
+    code, _, err = run_cli(capsys, "report", out)
+    assert code == 0 and "could not be profiled: measured again" in err
+    assert json.loads((out / "results.json").read_text())["profile"]["datasets"]["scenes"]["teacher"] is None
+    assert "could not be profiled: measured again" in (out / "report.md").read_text()
 
 
 def test_a_killed_suite_resumes_without_redoing_finished_cells(capsys, scenes, teacher_run, tmp_path):
@@ -199,13 +223,88 @@ def test_a_malformed_suite_file_is_an_error_naming_the_field(capsys, tmp_path, o
 
 
 def test_the_shipped_suite_files_expand_into_cells(tmp_path, monkeypatch):
-    for var in ("UCM_DIR", "AID_DIR", "NWPU_DIR"):
+    for var in ("UCM_DIR", "AID_DIR", "NWPU_DIR", "CIFAR100_DIR", "IMAGENET_DIR", "WEIGHTS_DIR"):
         monkeypatch.setenv(var, str(tmp_path / var))
+    (tmp_path / "WEIGHTS_DIR").mkdir()
+    for name in ("resnet34-b627a593.pth", "resnet50-0676ba61.pth"):  # torchvision's file names
+        (tmp_path / "WEIGHTS_DIR" / name).write_bytes(b"")
     files = sorted((REPO / "configs" / "suites").glob("*.yaml"))
-    assert {"demo.yaml", "ablation.yaml"} <= {f.name for f in files}
+    assert {"demo.yaml", "ablation.yaml", "table8_cifar100_resnet32x4_resnet8x4.yaml",
+            "table9_imagenet_resnet34_resnet18.yaml"} <= {f.name for f in files}
     for file in files:
         cells = plan(load_suite(file), SuiteFolder(tmp_path / "out"))
         assert cells and all(c.config is not None for c in cells), file
+    # Tables 8 and 9: the published split, each method's paper settings, the weights-file teacher
+    cells = {c.row: c for c in plan(load_suite(REPO / "configs/suites/table8_cifar100_resnet32x4_resnet8x4.yaml"),
+                                    SuiteFolder(tmp_path / "t8"))}
+    assert cells["teacher"].config["train"]["epochs"] == 240 and cells["teacher"].config["model"]["name"] == "resnet32x4"
+    assert cells["dkd"].config["method"]["warmup_epochs"] == 20 and cells["dkd"].config["data"]["preset"] == "cifar100"
+    assert cells["dkd"].config["data"]["val_ratio"] == 0.0 and cells["kd"].split == "published"
+    cells = plan(load_suite(REPO / "configs/suites/table9_imagenet_resnet34_resnet18.yaml"), SuiteFolder(tmp_path / "t9"))
+    assert "teacher" not in {c.row for c in cells} and all(not c.depends for c in cells)
+    kd = next(c for c in cells if c.row == "kd").config
+    assert kd["teacher"] == {**kd["teacher"], "model": "resnet34",
+                             "checkpoint": str(tmp_path / "WEIGHTS_DIR" / "resnet34-b627a593.pth")}
+    assert kd["method"]["T"] == 1.0 and kd["train"]["milestones"] == [30, 60, 90]
+
+
+def test_a_cifar100_suite_on_the_published_split_with_a_weights_file_teacher_runs_each_cell_under_torchrun(
+        capsys, tmp_path):
+    """Tables 8/9 in small: the dataset's own train/test split, a teacher given as a plain weights
+    file (not trained by the suite), a method with its own config file, and each cell run by two
+    torchrun processes (gloo on the CPU)."""
+    import torch
+
+    from rsdistill.models.registry import build_model
+
+    from .test_cifar_imagenet import write_fake_cifar100
+
+    data = write_fake_cifar100(tmp_path / "cifar-100-python")
+    weights = tmp_path / "teacher.pth"  # what torchvision's weights files hold: the bare state dict
+    torch.save(build_model("resnet20", 100).net.state_dict(), weights)
+    recipe = tmp_path / "kd_recipe.yaml"
+    recipe.write_text("method: {T: 2.0}\n")
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(yaml.safe_dump({
+        "datasets": {"c100": {"root": str(data), "preset": "cifar100"}},
+        "splits": ["published"], "seeds": [0],
+        "config": [str(REPO / "configs/recipes/cifar100.yaml")],
+        "set": {"train.epochs": 1, "train.milestones": [], "train.progress": False, "train.batch_size": 50},
+        "teacher": {"model": "resnet20", "weights": str(weights)},
+        "student": {"model": "resnet20"},
+        "methods": [{"name": "kd", "config": [str(recipe)]}],
+    }))
+    out = tmp_path / "out"
+    code, stdout, err = run_cli(capsys, "-q", "suite", suite, "--out", out, "--nproc-per-cell", "2")
+    assert code == 0, err + "".join(p.read_text() for p in (out / "cells").rglob("*.torchrun.log"))
+    assert "1 cells finished, 0 failed" in stdout
+    assert not (out / "runs" / "c100" / "published" / "teacher").exists()
+    kd = out / "runs" / "c100" / "published" / "kd" / "seed0"
+    cfg = yaml.safe_load((kd / "config.yaml").read_text())
+    assert cfg["method"]["T"] == 2.0 and cfg["teacher"]["checkpoint"] == str(weights)
+    assert json.loads((kd / "split.json").read_text())["counts"] == {"train": 200, "val": 0, "test": 100}
+    assert metrics(out, "c100/published/kd/seed0")["processes"] == 2
+    assert (out / "cells" / "c100" / "published" / "kd" / "seed0.torchrun.log").is_file()
+
+
+@pytest.mark.parametrize("change, named", [
+    ({"splits": ["published"]}, "datasets.scenes (preset folder) has no published split"),
+    ({"datasets": {"c": {"root": "/x", "preset": "cifar100"}}}, "use splits: [published], not 8:2"),
+    ({"teacher": {"model": "resnet20", "weights": "w.pth", "seed": 0}}, "is not trained: it takes no config, set or seed"),
+    ({"teacher": {"run": "r", "weights": "w.pth"}}, "teacher.weights is a weights file for teacher.model"),
+    ({"student": {"model": "resnet2"}}, "unknown model 'resnet2'"),
+])
+def test_splits_teachers_and_models_that_do_not_fit_the_suite_are_errors(capsys, tmp_path, change, named):
+    suite = write_suite(tmp_path / "suite.yaml", tmp_path, tmp_path / "teacher", **change)
+    code, _, err = run_cli(capsys, "suite", suite, "--out", tmp_path / "out")
+    assert code == 2 and named in err and "Traceback" not in err, err
+
+
+def test_timm_models_are_accepted_as_the_suites_student(tmp_path):
+    suite = write_suite(tmp_path / "suite.yaml", tmp_path, tmp_path / "teacher",
+                        teacher={"model": "resnet20"}, student={"model": "timm:resnet10t"})
+    cells = plan(load_suite(suite), SuiteFolder(tmp_path / "out"))
+    assert {c.config["model"]["name"] for c in cells if c.row != "teacher"} == {"timm:resnet10t"}
 
 
 def test_the_best_value_of_each_column_is_bold_in_markdown_and_latex_and_plain_in_csv():

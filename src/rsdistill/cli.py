@@ -167,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", required=True, help="the suite folder (new, empty, or this suite's: "
                                                                "finished cells are skipped, others resumed)")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="cells run side by side (default 1)")
+    p.add_argument("--nproc-per-cell", type=int, default=1, metavar="N",
+                   help="run each cell data-parallel under torchrun with N processes (one per GPU; with --jobs 1)")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", action="extend",
                    help="override fields of the suite file, e.g. seeds=[0] set.train.epochs=2 "
                         "datasets.aid.root=/data/AID")
@@ -467,8 +469,11 @@ def cmd_suite(args: argparse.Namespace) -> int:
 
     try:
         command = ["rsdistill", "suite", args.suite, "--out", args.out, "--jobs", str(args.jobs)]
+        if args.nproc_per_cell != 1:
+            command += ["--nproc-per-cell", str(args.nproc_per_cell)]
         outcome = run_suite(args.suite, args.out, jobs=args.jobs, overrides=args.set,
-                            command=command + (["--set", *args.set] if args.set else []), verbose=not args.quiet)
+                            command=command + (["--set", *args.set] if args.set else []), verbose=not args.quiet,
+                            nproc_per_cell=args.nproc_per_cell)
     except KeyboardInterrupt:
         print(f"interrupted; run the same command again to resume (finished cells are kept in {args.out})",
               file=sys.stderr)

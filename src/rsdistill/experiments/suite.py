@@ -51,11 +51,16 @@ class SuiteOutcome:
 
 
 def run_suite(suite_file: str | Path, out: str | Path, *, jobs: int = 1, overrides: list[str] = (),
-              command: list[str] | None = None, verbose: bool = True) -> SuiteOutcome:
+              command: list[str] | None = None, verbose: bool = True, nproc_per_cell: int = 1) -> SuiteOutcome:
     from .suite_report import write_report
 
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1 (got {jobs})")
+    if nproc_per_cell < 1:
+        raise ConfigError(f"--nproc-per-cell must be at least 1 (got {nproc_per_cell})")
+    if nproc_per_cell > 1 and jobs > 1:
+        # each cell's processes take the machine's devices (cuda:0..N-1): two cells would share them
+        raise ConfigError("--nproc-per-cell runs each cell on all the machine's devices: give --jobs 1 with it")
     suite = load_suite(suite_file, overrides)
     folder = SuiteFolder(out)
     _check_folder(folder)
@@ -73,7 +78,7 @@ def run_suite(suite_file: str | Path, out: str | Path, *, jobs: int = 1, overrid
         atomic_write_json(folder.manifest, manifest(suite, cells, command or []))
         atomic_write_text(folder.root / "suite.yaml", suite_yaml(suite))
         _generate_data(suite, folder)
-        outcome = run_cells(cells, folder, jobs, verbose)
+        outcome = run_cells(cells, folder, jobs, verbose, nproc_per_cell)
         outcome.report = write_report(folder.root)
     finally:
         lock.release()
@@ -160,7 +165,8 @@ def threads_per_cell(jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // jobs)
 
 
-def run_cells(cells: list[Cell], folder: SuiteFolder, jobs: int, verbose: bool = True) -> SuiteOutcome:
+def run_cells(cells: list[Cell], folder: SuiteFolder, jobs: int, verbose: bool = True,
+              nproc_per_cell: int = 1) -> SuiteOutcome:
     status: dict[str, str] = {}
     why: dict[str, str] = {}
     for c in cells:
@@ -207,7 +213,7 @@ def run_cells(cells: list[Cell], folder: SuiteFolder, jobs: int, verbose: bool =
                 todo.remove(ready)
                 proc = ctx.Process(target=run_cell, name=f"rsdistill cell {ready.id}",
                                    args=(str(folder.root), ready.id, ready.config, threads, env, cwd,
-                                         verbose and jobs == 1))
+                                         verbose and jobs == 1, nproc_per_cell))
                 proc.start()
                 running[ready.id] = proc
                 log.info("%s: started (pid %s)", ready.id, proc.pid)

@@ -31,9 +31,10 @@ log = logging.getLogger("rsdistill")
 
 
 def run_cell(root: str, cell_id: str, config: dict[str, Any], threads: int, env: dict[str, str], cwd: str,
-             verbose: bool) -> None:
+             verbose: bool, nproc: int = 1) -> None:
     """The body of a cell's process (a ``multiprocessing`` target): exits 0 when the run finished,
-    1 when it failed, 130 when interrupted."""
+    1 when it failed, 130 when interrupted. ``nproc`` > 1: the run is data-parallel under torchrun,
+    ``nproc`` processes of ``threads // nproc`` threads each."""
     # A forked server's child inherits the server's environment, not the suite's: restore it.
     os.environ.clear()
     os.environ.update(env)
@@ -44,10 +45,10 @@ def run_cell(root: str, cell_id: str, config: dict[str, Any], threads: int, env:
     torch.set_num_threads(threads)
     _exit_with_parent()
     _console(verbose)
-    sys.exit(_run(SuiteFolder(root), cell_id, config))
+    sys.exit(_run(SuiteFolder(root), cell_id, config, nproc))
 
 
-def _run(folder: SuiteFolder, cell_id: str, config: dict[str, Any]) -> int:
+def _run(folder: SuiteFolder, cell_id: str, config: dict[str, Any], nproc: int = 1) -> int:
     from ..config import build_config
     from .collect import run_or_resume
 
@@ -66,7 +67,10 @@ def _run(folder: SuiteFolder, cell_id: str, config: dict[str, Any]) -> int:
     code, error, tb = 1, None, None
     try:
         restart_if_killed_while_starting(run_dir)
-        run_or_resume(build_config(config, source=f"cell {cell_id}"), run_dir)
+        if nproc > 1:
+            run_under_torchrun(folder, cell_id, config, nproc)
+        else:
+            run_or_resume(build_config(config, source=f"cell {cell_id}"), run_dir)
         code = 0
     except KeyboardInterrupt:
         code, error = 130, "interrupted"
@@ -88,6 +92,29 @@ def _run(folder: SuiteFolder, cell_id: str, config: dict[str, Any]) -> int:
     return code
 
 
+def run_under_torchrun(folder: SuiteFolder, cell_id: str, config: dict[str, Any], nproc: int) -> None:
+    """The cell's run as ``nproc`` torchrun processes on this machine (experiments/cell_torchrun.py);
+    their output goes to ``cells/<cell id>.torchrun.log``, whose last error is the cell's error."""
+    import subprocess
+
+    from ..config import build_config
+
+    build_config(config, source=f"cell {cell_id}")  # a bad config fails here, not in N processes
+    stem = folder.record(cell_id).with_suffix("")
+    config_file, log_file = Path(f"{stem}.torchrun.json"), Path(f"{stem}.torchrun.log")
+    atomic_write_json(config_file, config)
+    env = dict(os.environ, OMP_NUM_THREADS=str(max(1, int(os.environ.get("OMP_NUM_THREADS", "1")) // nproc)))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               "-m", "rsdistill.experiments.cell_torchrun", str(config_file), str(folder.run_dir(cell_id))]
+    log.info("%s: torchrun, %d processes (log: %s)", cell_id, nproc, log_file)
+    with open(log_file, "a") as out:
+        code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
+    if code != 0:
+        lines = [ln for ln in log_file.read_text(errors="replace").splitlines() if ln.startswith("error: ")]
+        raise RsDistillError(lines[-1].removeprefix("error: ") if lines else
+                             f"torchrun exited with code {code}; see {log_file}")
+
+
 def restart_if_killed_while_starting(run_dir: Path) -> None:
     """A run killed right after writing its config.yaml and before its split.json (a run writes
     config.yaml first) cannot be resumed, and has trained nothing yet: clear what it wrote so that
@@ -105,8 +132,9 @@ def restart_if_killed_while_starting(run_dir: Path) -> None:
 def cpu_seconds() -> float:
     import resource
 
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
+    # the cell's own process and, under torchrun, the processes that trained
+    return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                 resource.getrusage(resource.RUSAGE_CHILDREN)))
 
 
 def peak_rss_mb() -> float:

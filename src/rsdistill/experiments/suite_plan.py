@@ -3,7 +3,7 @@
 A cell is one run: a (dataset, split, row, seed), where a row is the teacher, a method of the
 suite or one value of a sweep. Each cell's run config is resolved here, once, from layers in this
 order (later wins): the shared config files, the dataset's, the role's (teacher or student); the
-method's name; the shared ``set``, the dataset's, the role's, the method's, the sweep's and the
+method's name and its own config files; the shared ``set``, the dataset's, the role's, the method's, the sweep's and the
 swept value; then what the suite's structure fixes (seed, dataset root and preset, split, model,
 teacher). Students use their teacher's split (``data.split_file``), the student alone included, so
 every row of a table is measured on the same test images.
@@ -107,17 +107,23 @@ def plan(suite: SuiteFile, folder: SuiteFolder) -> list[Cell]:
     teacher_files = _files(suite, s.teacher.config, "teacher.config")
     student_files = _files(suite, s.student.config, "student.config")
     methods = {m.name: m for m in s.methods}
+    method_files = [_files(suite, m.config, f"methods.{i}.config") for i, m in enumerate(s.methods)]
     cells: list[Cell] = []
     for ds_name, ds in s.datasets.items():
         ds_files = _files(suite, ds.config, f"datasets.{ds_name}.config")
         root = (folder.data_dir(ds_name) if ds.synth is not None
                 else suite.resolve_path(ds.root, f"datasets.{ds_name}.root"))
         for split in s.splits:
-            train_ratio, val_ratio = split_ratios(split)
-            data = {"root": str(root), "preset": ds.preset, "train_ratio": train_ratio, "val_ratio": val_ratio}
+            data: dict[str, Any] = {"root": str(root), "preset": ds.preset}
+            ratios = split_ratios(split)
+            if ratios is not None:  # else the dataset's published split
+                data["train_ratio"], data["val_ratio"] = ratios
 
-            def build(cid: str, files: list[dict], method: str, sets: list[dict], structural: dict) -> dict:
-                layers = [*files, {"method": {"name": method}}, s.overrides, ds.overrides, *sets, structural]
+            def build(cid: str, files: list[dict], method: str, sets: list[dict], structural: dict,
+                      method_files: list[dict] = ()) -> dict:
+                # the method's own files after its name: a file without method.name adds to it
+                layers = [*files, {"method": {"name": method}}, *method_files, s.overrides, ds.overrides, *sets,
+                          structural]
                 try:
                     cfg = build_config(*layers, source="")
                 except ConfigError as e:
@@ -125,7 +131,7 @@ def plan(suite: SuiteFile, folder: SuiteFolder) -> list[Cell]:
                 return cfg.resolve().with_absolute_paths().to_dict()
 
             teachers: dict[int, Cell] = {}
-            for seed in teacher_seeds(suite, ds_name, split):
+            for seed in teacher_seeds(suite, ds_name, split) if s.teacher.weights is None else []:
                 cid = cell_id(ds_name, split, "teacher", seed)
                 label = f"teacher ({s.teacher.model or 'reused run'})"
                 if s.teacher.run is not None:
@@ -142,32 +148,43 @@ def plan(suite: SuiteFile, folder: SuiteFolder) -> list[Cell]:
                 teachers[seed] = cell
                 cells.append(cell)
 
+            weights = (None if s.teacher.weights is None
+                       else suite.resolve_path(s.teacher.weights, "teacher.weights"))
+            if weights is not None and not weights.is_file():
+                raise ConfigError(f"{suite.shown}: teacher.weights: '{weights}' is not a file")
             for seed in s.seeds:
-                teacher = teachers[seed] if seed in teachers and len(teachers) > 1 else next(iter(teachers.values()))
+                if weights is not None:
+                    # a weights file: no teacher cell; the students of a seed share their split
+                    # (the published one, or the seed's draw)
+                    teacher_dir, split_data, depends = str(weights), data, []
+                else:
+                    teacher = teachers[seed] if seed in teachers and len(teachers) > 1 else next(iter(teachers.values()))
+                    teacher_dir, depends = teacher.run_dir, [] if teacher.reused else [teacher.id]
+                    split_data = {**data, "split_file": str(Path(teacher.run_dir) / "split.json")}
 
                 def student(row: str, kind: str, label: str, method: str, sets: list[dict],
-                            sweep: dict | None = None) -> Cell:
+                            sweep: dict | None = None, files: list[dict] = ()) -> Cell:
                     cid = cell_id(ds_name, split, row, seed)
-                    structural: dict[str, Any] = {
-                        "seed": seed, "model": {"name": s.student.model},
-                        "data": {**data, "split_file": str(Path(teacher.run_dir) / "split.json")}}
+                    structural: dict[str, Any] = {"seed": seed, "model": {"name": s.student.model}, "data": split_data}
                     if method != "ce":
-                        structural["teacher"] = {"checkpoint": teacher.run_dir, "model": s.teacher.model}
+                        structural["teacher"] = {"checkpoint": teacher_dir, "model": s.teacher.model}
                     config = build(cid, [*shared, *ds_files, *student_files], method,
-                                   [s.student.overrides, *sets], structural)
+                                   [s.student.overrides, *sets], structural, files)
                     return Cell(cid, ds_name, split, row, seed, kind, label, method, str(folder.run_dir(cid)), config,
-                                depends=[] if teacher.reused else [teacher.id], sweep=sweep)
+                                depends=list(depends), sweep=sweep)
 
-                for m in s.methods:
-                    cells.append(student(m.name, "method", m.row_label, m.method, [m.overrides]))
+                for i, m in enumerate(s.methods):
+                    cells.append(student(m.name, "method", m.row_label, m.method, [m.overrides],
+                                         files=method_files[i]))
                 for i, w in enumerate(s.sweeps):
                     base = methods.get(w.method)
                     method = base.method if base else w.method
                     for row, value in sweep_rows(w):
                         label = f"{w.field.rsplit('.', 1)[-1]} = {value_text(value)}"
                         sets = [base.overrides if base else {}, w.overrides, nested({w.field: value})]
+                        files = method_files[s.methods.index(base)] if base else []
                         cells.append(student(row, "sweep", label, method, sets,
-                                             {"index": i, "field": w.field, "value": value}))
+                                             {"index": i, "field": w.field, "value": value}, files))
     return cells
 
 
@@ -214,7 +231,8 @@ def manifest(suite: SuiteFile, cells: list[Cell], command: list[str]) -> dict[st
                      for n, d in s.datasets.items()},
         "splits": s.splits,
         "seeds": s.seeds,
-        "teacher": {"model": s.teacher.model, "run": s.teacher.run, "seed": s.teacher.seed},
+        "teacher": {"model": s.teacher.model, "run": s.teacher.run, "seed": s.teacher.seed,
+                    "weights": s.teacher.weights},
         "student": {"model": s.student.model},
         "rows": rows,
         "sweeps": sweeps,

@@ -39,6 +39,10 @@ STRUCTURAL = {
 }
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$")
 SPLIT = re.compile(r"^(\d+):(\d+)(?::(\d+))?$")
+# The dataset's own train/test split (CIFAR-100's train and test files, ImageNet's train/ and val/),
+# the one the papers report: the only split of the presets that have one.
+PUBLISHED = "published"
+PUBLISHED_PRESETS = ("cifar100", "imagenet")
 
 
 def nested(mapping: dict[str, Any]) -> dict[str, Any]:
@@ -68,8 +72,11 @@ def _check_overrides(value: dict[str, Any]) -> dict[str, Any]:
     return tree
 
 
-def split_ratios(split: str) -> tuple[float, float]:
-    """``"8:2"`` -> (0.8, 0.0); ``"6:2:2"`` (train:val:test) -> (0.6, 0.2)."""
+def split_ratios(split: str) -> tuple[float, float] | None:
+    """``"8:2"`` -> (0.8, 0.0); ``"6:2:2"`` (train:val:test) -> (0.6, 0.2); ``"published"`` -> None
+    (the dataset's own split; its validation share, if any, comes from data.val_ratio)."""
+    if split == PUBLISHED:
+        return None
     m = SPLIT.match(split)
     parts = [int(p) for p in m.groups() if p is not None]
     total = sum(parts)
@@ -125,9 +132,11 @@ class RoleSpec(WithOverrides):
     @classmethod
     def _known_model(cls, name: str | None) -> str | None:
         from ..models.registry import MODELS
+        from ..models.timm_models import is_timm_name
 
-        if name is not None and name not in MODELS:
-            raise ValueError(f"unknown model '{name}'{suggest(name, MODELS)}; see `rsdistill models`")
+        if name is not None and name not in MODELS and not is_timm_name(name):
+            raise ValueError(f"unknown model '{name}'{suggest(name, MODELS)}; see `rsdistill models` "
+                             "(or timm:NAME for a timm model)")
         return name
 
 
@@ -139,6 +148,10 @@ class TeacherSpec(RoleSpec):
     # One teacher per (dataset, split) trained at this seed, whose split every seed's students
     # use; None: one teacher per (dataset, split, seed).
     seed: int | None = Field(None, ge=0)
+    # A local weights file for ``model`` (e.g. torchvision's resnet34-b627a593.pth for ImageNet, or
+    # a timm checkpoint): the teacher is not trained, its classes are taken to be the data's in
+    # order. Relative paths are taken from the suite file's folder.
+    weights: str | None = None
 
     @field_validator("run")
     @classmethod
@@ -155,6 +168,13 @@ class TeacherSpec(RoleSpec):
             raise ValueError("give the teacher's model (trained by the suite) or run (a finished teacher run)")
         if self.run is not None and (self.config or self.overrides):
             raise ValueError("a reused teacher run (teacher.run) takes no config or set")
+        if self.weights is not None:
+            if self.run is not None or self.model is None:
+                raise ValueError("teacher.weights is a weights file for teacher.model: give model and weights, "
+                                 "not run")
+            if self.config or self.overrides or self.seed is not None:
+                raise ValueError("a teacher from a weights file (teacher.weights) is not trained: it takes no "
+                                 "config, set or seed")
         return self
 
 
@@ -165,6 +185,9 @@ class MethodSpec(WithOverrides):
     name: str
     method: str | None = None
     label: str | None = None
+    # The method's own config files (e.g. ../recipes/cifar100/dkd.yaml: the paper's settings for the
+    # recipe), layered after the student's; relative to the suite file.
+    config: list[str] = []
 
     @field_validator("name")
     @classmethod
@@ -250,9 +273,12 @@ class SuiteSpec(WithOverrides):
     @classmethod
     def _split_format(cls, splits: list[str]) -> list[str]:
         for s in splits:
+            if s == PUBLISHED:
+                continue
             m = SPLIT.match(str(s))
             if not m or 0 in [int(p) for p in m.groups() if p is not None]:
-                raise ValueError(f"'{s}' is not a split: train:test (e.g. '8:2') or train:val:test (e.g. '6:2:2')")
+                raise ValueError(f"'{s}' is not a split: train:test (e.g. '8:2'), train:val:test (e.g. '6:2:2') "
+                                 f"or '{PUBLISHED}' (the dataset's own split: CIFAR-100, ImageNet)")
         if len(set(splits)) != len(splits):
             raise ValueError(f"a split is listed twice ({splits})")
         return splits
@@ -271,6 +297,20 @@ class SuiteSpec(WithOverrides):
         if isinstance(methods, list):
             return [{"name": m} if isinstance(m, str) else m for m in methods]
         return methods
+
+    @model_validator(mode="after")
+    def _splits_fit_datasets(self) -> SuiteSpec:
+        # A ratio split of CIFAR-100 or ImageNet would be silently ignored (their split is fixed),
+        # and a folder has no published split to use.
+        for name, ds in self.datasets.items():
+            published = ds.preset in PUBLISHED_PRESETS
+            wrong = [s for s in self.splits if (s == PUBLISHED) != published]
+            if wrong:
+                raise ValueError(
+                    f"datasets.{name} (preset {ds.preset}) " + (
+                        f"has its own train/test split: use splits: [{PUBLISHED}], not {wrong[0]}" if published
+                        else f"has no published split: give train:test ratios (e.g. '8:2'), not '{PUBLISHED}'"))
+        return self
 
     @model_validator(mode="after")
     def _unique_rows(self) -> SuiteSpec:
@@ -395,6 +435,8 @@ def _check_override_fields(suite: SuiteFile) -> None:
     checks += [("teacher.set", s.teacher.overrides, "ce"), ("student.set", s.student.overrides, "ce")]
     methods = {m.name: m.method for m in s.methods}
     checks += [(f"methods.{i}.set", m.overrides, m.method) for i, m in enumerate(s.methods)]
+    for i, m in enumerate(s.methods):
+        suite.config_files(m.config, f"methods.{i}.config")  # a missing file named where it is written
     for i, w in enumerate(s.sweeps):
         method = methods.get(w.method, w.method)
         checks.append((f"sweeps.{i}.set", w.overrides, method))
