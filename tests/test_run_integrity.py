@@ -98,6 +98,20 @@ def test_resume_is_refused_while_the_run_is_held_and_works_after_its_holder_was_
     assert json.loads((run / "metrics.json").read_text())["epochs"] == 3
 
 
+def test_resume_of_a_run_killed_while_starting_starts_it_again_with_its_own_settings(capsys, scenes, tmp_path):
+    """Killed after config.yaml and before split.json: nothing trained, no split to resume with."""
+    run = tmp_path / "run"
+    code, _, err = train(capsys, scenes, run, "train.epochs=1", "seed=3")
+    assert code == 0, err
+    for name in ("split.json", "metrics.json", "metrics.jsonl", "checkpoints"):
+        shutil.rmtree(run / name) if (run / name).is_dir() else (run / name).unlink()
+    code, _, err = run_cli(capsys, "train", "--resume", run)
+    assert code == 0, err
+    assert "stopped while starting" in err
+    assert yaml.safe_load((run / "config.yaml").read_text())["seed"] == 3
+    assert json.loads((run / "metrics.json").read_text())["status"] == "finished"
+
+
 def test_a_start_rejected_after_the_lock_leaves_an_empty_folder_as_it_was(capsys, scenes, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()

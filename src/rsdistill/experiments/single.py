@@ -77,6 +77,12 @@ def run(cfg: RunConfig | None, out: str | Path, *, resume: bool = False,
     that moved (it must have the fingerprint recorded in the run's ``dataset.json``). With
     ``overwrite``, a run in ``out`` that has no finished epoch (a failed start) is started over."""
     out = Path(out)
+    if resume and killed_while_starting(out):
+        # config.yaml written, split.json not: nothing was trained, and there is no split to resume
+        # with. Start it again with its own settings (what --overwrite does; the lock still guards
+        # a process that is starting it right now).
+        log.warning("run '%s' was stopped while starting (config.yaml without split.json): starting it again", out)
+        cfg, resume, overwrite = load_run_config(out), False, True
     proc = distributed.from_env()
     if proc.enabled:
         return _run_distributed(proc, cfg, out, resume, data_root, overwrite)
@@ -92,6 +98,13 @@ def run(cfg: RunConfig | None, out: str | Path, *, resume: bool = False,
     # A start rejected before config.yaml is written removes what the claim created.
     with ClaimedRunDirectory(out), CpuShare(threads) as cpu:
         return _run(cfg, out, resume, data_root, overwrite=overwrite, cpu=cpu, index=index)
+
+
+def killed_while_starting(out: Path) -> bool:
+    """A run directory whose run wrote config.yaml and stopped before split.json (the first thing
+    it writes after), with no finished epoch."""
+    return ((out / "config.yaml").is_file() and not (out / "split.json").is_file()
+            and not has_finished_epoch(out))
 
 
 def _run_distributed(proc: Distributed, cfg: RunConfig | None, out: Path, resume: bool,

@@ -119,9 +119,10 @@ def restart_if_killed_while_starting(run_dir: Path) -> None:
     """A run killed right after writing its config.yaml and before its split.json (a run writes
     config.yaml first) cannot be resumed, and has trained nothing yet: clear what it wrote so that
     the cell starts afresh instead of failing for good."""
-    from .rundir import RunLock, clear_unstarted_run, has_finished_epoch
+    from .rundir import RunLock, clear_unstarted_run
+    from .single import killed_while_starting
 
-    if not (run_dir / "config.yaml").is_file() or (run_dir / "split.json").is_file() or has_finished_epoch(run_dir):
+    if not killed_while_starting(run_dir):
         return
     with RunLock(run_dir):  # a process still working on it stops this with an error naming it
         log.warning("run '%s' was stopped while starting (config.yaml without split.json): starting it again",
