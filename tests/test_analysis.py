@@ -123,6 +123,8 @@ def test_seconds_per_iteration_by_hand():
     # 40 images in batches of 16: 3 iterations per epoch; epochs of 2 s and 4 s -> 3 s / 3
     assert seconds_per_iteration(RECORDS, 40, 16) == pytest.approx(1.0)
     assert math.isnan(seconds_per_iteration([{"epoch": 1}], 40, 16))
+    # the training steps' own time, where logged, rather than the epoch's with its test pass
+    assert seconds_per_iteration([{"time/train_s": 1.5, "time/epoch_s": 9.0}], 40, 16) == pytest.approx(0.5)
 
 
 # ------------------------------------------------------------------ soft labels (Fig. 5)

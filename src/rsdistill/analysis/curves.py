@@ -27,9 +27,11 @@ def steps_per_epoch(num_train: int, batch_size: int) -> int:
 
 
 def seconds_per_iteration(records: list[dict[str, Any]], num_train: int, batch_size: int) -> float:
-    """Mean over epochs of ``time/epoch_s`` / iterations per epoch (the epoch time includes that
-    epoch's evaluation passes, as the run logged it). NaN without timed epochs."""
-    times = [float(r["time/epoch_s"]) for r in records if isinstance(r.get("time/epoch_s"), (int, float))]
+    """Mean over epochs of the training steps' time (``time/train_s``, without the epoch's test
+    pass; runs that logged only ``time/epoch_s`` use that) / iterations per epoch. NaN without
+    timed epochs."""
+    times = [r.get("time/train_s", r.get("time/epoch_s")) for r in records]
+    times = [float(t) for t in times if isinstance(t, (int, float))]
     if not times or num_train <= 0:
         return float("nan")
     return sum(times) / len(times) / steps_per_epoch(num_train, batch_size)

@@ -154,8 +154,8 @@ def peak_cuda_mb() -> float | None:
 
 
 def seconds_per_iteration(run_dir: Path, batch_size: int) -> float | None:
-    """The training steps' time per iteration over the logged epochs (``time/train_s``; older runs
-    logged only ``time/epoch_s``, which includes the test pass)."""
+    """The training steps' time per iteration over the run's logged epochs (analysis.curves)."""
+    from ..analysis.curves import seconds_per_iteration as per_iteration
     from ..engine.runlog import read_jsonl
 
     try:
@@ -163,11 +163,8 @@ def seconds_per_iteration(run_dir: Path, batch_size: int) -> float | None:
         num_train = json.loads((run_dir / "split.json").read_text())["counts"]["train"]
     except (OSError, ValueError, KeyError):
         return None
-    times = [r.get("time/train_s", r.get("time/epoch_s")) for r in records]
-    times = [t for t in times if isinstance(t, (int, float))]
-    if not times or num_train <= 0:
-        return None
-    return sum(times) / (len(times) * math.ceil(num_train / batch_size))
+    spi = per_iteration(records, num_train, batch_size)
+    return None if math.isnan(spi) else spi
 
 
 def cost(record: dict[str, Any], run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
