@@ -56,6 +56,19 @@ def test_16bit_and_float_tiffs_are_stretched_from_their_2nd_to_98th_percentile(t
     assert np.array_equal(out[2].numpy(), want)  # twice the values, twice the percentiles
 
 
+def test_16bit_grey_pngs_are_stretched_like_tiffs_not_clipped(tmp_path):
+    from PIL import Image
+
+    grey = image_of(UINT16, np.uint16)
+    Image.fromarray(grey).save(tmp_path / "deep.png")  # a 16-bit grey PNG
+    out = decode_image(tmp_path / "deep.png", 50)
+    want = expected_of(grey, UINT16, MAPPED)
+    for c in range(3):
+        assert np.array_equal(out[c].numpy(), want)
+    with pytest.raises(DataError, match=r"deep.png.*tiff_stretch"):
+        decode_image(tmp_path / "deep.png", 50, DecodeOptions(tiff_stretch="none"))
+
+
 def test_tiff_stretch_none_takes_8bit_tiffs_and_names_any_other_file(tmp_path):
     tifffile.imwrite(tmp_path / "deep.tif", image_of(UINT16, np.uint16))
     with pytest.raises(DataError, match=r"deep.tif.*uint16.*tiff_stretch"):

@@ -6,7 +6,7 @@ decoding options, so the next run on the same data skips decoding.
 
 TIFFs beyond 8-bit RGB (16-bit, float, more than 3 bands) are read with tifffile: PIL would clip
 16-bit values to 255 and turn float images black. They become 8-bit RGB through the documented
-``data.tiff_stretch`` and ``data.bands`` options (:class:`DecodeOptions`).
+``data.tiff_stretch`` and ``data.bands`` options (:class:`DecodeOptions`); so do 16-bit grey PNGs.
 """
 
 from __future__ import annotations
@@ -58,16 +58,31 @@ def decode_image(path: Path, size: int | None, options: DecodeOptions = DecodeOp
         arr = _read_tiff(path, options) if path.suffix.lower() in TIFF_SUFFIXES else None
         if arr is None:  # not a TIFF, or an 8-bit one of at most 3 bands: PIL reads it as before
             with Image.open(path) as im:
-                im = im.convert("RGB")
-                if size is not None and im.size != (size, size):
-                    im = im.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
-                arr = np.asarray(im, dtype=np.uint8)
-        elif size is not None and arr.shape[:2] != (size, size):
+                if im.mode in DEEP_GREY_MODES:  # 16-bit or float grey PNG: convert("RGB") would clip at 255
+                    arr = _deep_grey(np.asarray(im), path, options)
+                else:
+                    im = im.convert("RGB")
+                    if size is not None and im.size != (size, size):
+                        im = im.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
+                    arr = np.asarray(im, dtype=np.uint8)
+        if size is not None and arr.shape[:2] != (size, size):
             im = Image.fromarray(arr, "RGB").resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
             arr = np.asarray(im, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
         raise DataError(f"cannot read image '{path}': {e}".splitlines()[0]) from None
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+
+
+# PIL's modes of grey images deeper than 8 bits (16-bit PNGs open as I;16 or I, float ones as F).
+DEEP_GREY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+def _deep_grey(data: np.ndarray, path: Path, options: DecodeOptions) -> np.ndarray:
+    """A deeper-than-8-bit grey image through the same stretch as TIFFs (data.tiff_stretch)."""
+    if options.tiff_stretch == "none":
+        raise DataError(f"image '{path}' holds {data.dtype} values and data.tiff_stretch=none takes "
+                        "8-bit images only: use data.tiff_stretch=per_image")
+    return np.ascontiguousarray(np.repeat(stretch_per_image(data[..., None]), 3, axis=-1))
 
 
 def _read_tiff(path: Path, options: DecodeOptions) -> np.ndarray | None:
@@ -186,8 +201,9 @@ def decode_all(root: Path, relpaths: list[str], size: int, threads: int | None =
 
 
 def cache_key(root: Path, relpaths: list[str], size: int, options: DecodeOptions = DecodeOptions()) -> str:
-    # The options are part of the key: images decoded with another stretch or bands differ.
-    h = hashlib.sha256(f"v2|{root.resolve()}|{size}|{options.key()}".encode())
+    # The options are part of the key: images decoded with another stretch or bands differ. The
+    # version changes with the decoding itself (v3: 16-bit grey PNGs stretched, not clipped).
+    h = hashlib.sha256(f"v3|{root.resolve()}|{size}|{options.key()}".encode())
     for p in relpaths:
         st = (root / p).stat()
         h.update(f"|{p}|{st.st_size}|{st.st_mtime_ns}".encode())
