@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -322,6 +323,19 @@ def test_demo_runs_teacher_and_three_students_and_writes_the_report(capsys, tmp_
     assert len(rows) == 5 and rows[0].startswith("model,training,epochs,top-1")
     assert [r.split(",")[1] for r in rows[1:]] == ["teacher (CE)", "student alone (CE)", "KD", "ISDM"]
     assert f"report: {out / 'results.md'}" in text
+    # what compression bought, as `rsdistill profile` measures it: the student is cheaper on every count
+    with open(out / "results.csv", newline="") as f:
+        teacher, *students = list(csv.DictReader(f))
+    flops = "MFLOPs (1 image)"  # resnet18 at 16 px: about 31 MFLOPs
+    for student in students:
+        assert float(student[flops]) < float(teacher[flops]) and float(student["params (M)"]) < float(teacher["params (M)"])
+        assert 0 < float(student["ONNX file (MB)"]) < float(teacher["ONNX file (MB)"])
+        assert float(student["CPU ms (batch 1)"]) > 0 and student["latency vs teacher"].endswith("x")
+        for ratio in ("params vs teacher", "FLOPs vs teacher", "size vs teacher"):
+            assert 0 < float(student[ratio].rstrip("x")) < 1, ratio
+    profile = json.loads((out / "profile.json").read_text())
+    assert profile["student"]["flops"] == pytest.approx(float(students[0][flops]) * 1e6, rel=0.01)
+    assert profile["teacher"]["arch"] == "resnet18" and (out / "profile.md").is_file()
     for run in ("teacher", "vanilla", "kd", "isdm"):
         assert (out / run / "metrics.json").is_file()
     cfg = yaml.safe_load((out / "isdm" / "config.yaml").read_text())

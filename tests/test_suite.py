@@ -285,6 +285,9 @@ def test_a_cifar100_suite_on_the_published_split_with_a_weights_file_teacher_run
     assert json.loads((kd / "split.json").read_text())["counts"] == {"train": 200, "val": 0, "test": 100}
     assert metrics(out, "c100/published/kd/seed0")["processes"] == 2
     assert (out / "cells" / "c100" / "published" / "kd" / "seed0.torchrun.log").is_file()
+    table = csv_rows(out / "tables" / "c100.csv")
+    assert list(table) == ["kd"] and table["kd"]["test top-1 (%)"] == f"{metrics(out, 'c100/published/kd/seed0')['top1']:.2f}"
+    assert f"teacher from the weights file {weights}" in (out / "report.md").read_text()
 
 
 @pytest.mark.parametrize("change, named", [

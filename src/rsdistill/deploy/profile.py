@@ -4,7 +4,8 @@
 convolutions and matrix products, 2 FLOPs per multiply-accumulate, as published MAC counts are
 doubled), the size of the float ONNX file, and latency at each batch size as the median of repeated
 runs after a warm-up, under PyTorch and under onnxruntime, on the CPU and on CUDA where present.
-:func:`comparison` sets a student beside its teacher with the teacher / student ratios.
+:func:`comparison` sets a student beside its teacher with the teacher / student ratios (and the
+inverse); :func:`quick_cost` is the cheap measure the demo and `rsdistill report` quote.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,25 +25,6 @@ from ..reports.tables import Table
 
 RUNTIMES = ("pytorch", "onnxruntime")
 RUNTIME_TITLES = {"pytorch": "PyTorch", "onnxruntime": "onnxruntime"}
-
-
-@dataclass(frozen=True)
-class Profile:
-    params: int
-    ms_per_image: float
-    batch: int
-    image_size: int
-    device: str
-
-
-@torch.no_grad()
-def profile(model: ModelAdapter, image_size: int, batch: int = 32, repeats: int = 5,
-            device: str | torch.device = "cpu") -> Profile:
-    """Median wall time of a forward pass over ``repeats`` runs after one warm-up run."""
-    net = LogitsOnly(model).to(device).eval()
-    x = torch.rand(batch, 3, image_size, image_size, device=device)
-    ms = median_ms(lambda: net(x), warmup=1, repeats=repeats, device=torch.device(device))
-    return Profile(count_parameters(model), ms / batch, batch, image_size, str(device))
 
 
 def median_ms(run: Callable[[], Any], warmup: int, repeats: int, device: torch.device | None = None) -> float:
@@ -103,7 +85,9 @@ def measure(model: ModelAdapter, name: str, image_size: int, batches: Sequence[i
     from .export import onnx_bytes
 
     model = model.cpu().eval()
-    net = LogitsOnly(model)
+    # In eval mode as a whole: the ONNX export restores the wrapper's mode afterwards, and a wrapper
+    # left in training mode would put every BatchNorm back into training for the timed runs.
+    net = LogitsOnly(model).eval()
     cost = ModelCost(name, model.arch, image_size, count_parameters(model), count_flops(model, image_size), None)
     onnx_model = onnx_bytes(net, image_size) if "onnxruntime" in runtimes else None
     cost.onnx_bytes = len(onnx_model) if onnx_model is not None else None
@@ -181,16 +165,64 @@ def comparison(student: ModelCost, teacher: ModelCost | None = None, meta: dict[
     if teacher is None:
         return out
     out["teacher"] = asdict(teacher) | {"macs": teacher.macs}
-    ratio = lambda t, s: round(t / s, 3) if t and s else None  # noqa: E731
-    out["ratios_teacher_over_student"] = {
-        "params": ratio(teacher.params, student.params),
-        "flops": ratio(teacher.flops, student.flops),
-        "onnx_bytes": ratio(teacher.onnx_bytes, student.onnx_bytes),
-        "latency_ms": {rt: {dev: {b: ratio(ms, student.latency_ms.get(rt, {}).get(dev, {}).get(b))
-                                  for b, ms in per_b.items()} for dev, per_b in per_dev.items()}
-                       for rt, per_dev in teacher.latency_ms.items()},
-    }
+    out["ratios_teacher_over_student"] = ratios(teacher, student)
+    out["ratios_student_over_teacher"] = ratios(student, teacher, digits=4)
     return out
+
+
+def ratios(a: ModelCost, b: ModelCost, digits: int = 3) -> dict[str, Any]:
+    """``a`` / ``b`` for each measure both have (None where one lacks it)."""
+    ratio = lambda x, y: round(x / y, digits) if x and y else None  # noqa: E731
+    return {
+        "params": ratio(a.params, b.params),
+        "flops": ratio(a.flops, b.flops),
+        "onnx_bytes": ratio(a.onnx_bytes, b.onnx_bytes),
+        "latency_ms": {rt: {dev: {n: ratio(ms, b.latency_ms.get(rt, {}).get(dev, {}).get(n))
+                                  for n, ms in per_b.items()} for dev, per_b in per_dev.items()}
+                       for rt, per_dev in a.latency_ms.items()},
+    }
+
+
+# What the demo and `rsdistill report` quote: batch 1 on the CPU, few repeats, so that two small
+# models take seconds; `rsdistill profile` is the place for careful measurements.
+QUICK = {"batches": [1], "repeats": 5, "warmup": 3, "devices": ["cpu"]}
+
+
+def quick_cost(model: ModelAdapter, name: str, image_size: int) -> tuple[ModelCost, list[str]]:
+    """:func:`measure` at the :data:`QUICK` settings, plus notes on what could not be measured:
+    without onnx/onnxruntime (the ``export`` extra) the ONNX size and latency are left out rather
+    than failing the caller."""
+    kw = {k: QUICK[k] for k in ("batches", "repeats", "warmup", "devices")}
+    try:
+        return measure(model, name, image_size, **kw), []
+    except ImportError as e:
+        cost = measure(model, name, image_size, runtimes=("pytorch",), **kw)
+        return cost, [(f"no ONNX file size or onnxruntime latency: {e.name or e} is not installed "
+                       "(pip install 'rsdistill[export]')")]
+
+
+def cpu_batch1_ms(cost: dict[str, Any], runtime: str = "pytorch") -> float | None:
+    """The median CPU latency at batch 1 of a cost record (``asdict(ModelCost)``), if measured."""
+    return cost.get("latency_ms", {}).get(runtime, {}).get("cpu", {}).get("1")
+
+
+def cost_from_dict(d: dict[str, Any]) -> ModelCost:
+    """A :class:`ModelCost` back from its JSON form (as :func:`comparison` writes it)."""
+    names = {f.name for f in fields(ModelCost)}
+    return ModelCost(**{k: v for k, v in d.items() if k in names})
+
+
+def flops_unit(flops: float) -> tuple[str, float]:
+    """("GFLOPs", 1e9) for a model of a GFLOP or more, else ("MFLOPs", 1e6): small inputs and small
+    models read better in MFLOPs."""
+    return ("GFLOPs", 1e9) if flops >= 1e9 else ("MFLOPs", 1e6)
+
+
+def times(r: float | None) -> str | None:
+    """A ratio as "0.031x" (two significant digits below 1, two decimals above)."""
+    if r is None:
+        return None
+    return f"{r:.2f}x" if r >= 1 else f"{r:.2g}x"
 
 
 def comparison_table(record: dict[str, Any], title: str = "") -> Table:

@@ -1,6 +1,8 @@
 """The main job of `make demo`: on the embedded synthetic scenes, train the teacher, then the student
 alone, with KD and with ISDM (same seed, same epochs, same bank of views), and report top-1/top-5
-with the student/teacher size and speed ratios. Re-running reuses finished runs.
+with what compression bought: the profiler's parameters, FLOPs, ONNX file size and CPU latency of the
+student beside the teacher (``profile.md``/``.json`` hold the full record). Re-running reuses
+finished runs.
 
 The pair and recipe are the CPU protocol's (docs/protocol.md) at the demo's size: a ResNet18
 teacher and an on-board-sized ShuffleNetV2 x0.5 student, aerial augmentation (rs_aug) on a bank of
@@ -13,11 +15,21 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from ..config import build_config
-from ..synth import generate_dataset
-from ..deploy.profile import profile
+from ..deploy.profile import (
+    QUICK,
+    comparison,
+    cpu_batch1_ms,
+    flops_unit,
+    quick_cost,
+    times,
+    write_profile,
+)
 from ..engine.checkpoint import load_model
 from ..reports.tables import Table
+from ..synth import generate_dataset
 from .collect import run_or_resume
 
 log = logging.getLogger("rsdistill")
@@ -76,23 +88,51 @@ def demo(out: Path, s: DemoSettings = DemoSettings()) -> tuple[Table, Path]:
         teacher = out / "teacher" if method != "ce" else None
         results[slug] = run_or_resume(cfg(s.student, method, s.student_epochs, teacher), out / slug)
 
-    t_model, _ = load_model(out / "teacher")
-    s_model, _ = load_model(out / "vanilla")
-    tp, sp = profile(t_model, s.image_size), profile(s_model, s.image_size)
+    cost = profile_pair(out, s)
+    t, st = cost["teacher"], cost["student"]
+    unit, scale = flops_unit(t["flops"])
+    size_mb = lambda c: c["onnx_bytes"] / 1e6 if c["onnx_bytes"] else None  # noqa: E731
     table = Table(
         ["model", "training", "epochs", "top-1 (%)", "top-5 (%)", "Δ top-1 vs alone", "params (M)",
-         "params vs teacher", "CPU ms/image", "speed-up vs teacher"],
+         "params vs teacher", f"{unit} (1 image)", "FLOPs vs teacher", "ONNX file (MB)", "size vs teacher",
+         "CPU ms (batch 1)", "latency vs teacher"],
         title=(f"rsdistill demo: {s.classes} synthetic aerial scene classes, {s.per_class} images "
                f"each at {s.image_size} px, 8:2 split, seed {s.seed}; last-epoch test accuracy"),
+        notes=[f"Cost as `rsdistill profile` measures it (all figures: profile.md, profile.json): FLOPs of one "
+               f"{s.image_size} px image, the float ONNX file, PyTorch on the CPU at batch 1 (median of "
+               f"{QUICK['repeats']} runs, {cost['threads']} thread(s); onnxruntime's in profile.md); \"vs teacher\" "
+               "is student / teacher."
+               + "".join(f" {n}." for n in cost["notes"])],
     )
     table.add(s.teacher, "teacher (CE)", s.teacher_epochs, teacher_metrics["top1"], teacher_metrics["top5"],
-              None, tp.params / 1e6, "1.00x", tp.ms_per_image, "1.00x")
+              None, t["params"] / 1e6, "1.00x", t["flops"] / scale, "1.00x", size_mb(t),
+              "1.00x" if t["onnx_bytes"] else None, cpu_batch1_ms(t), "1.00x")
+    r = cost["ratios_student_over_teacher"]
     alone = results["vanilla"]["top1"]
     for slug, _, label in STUDENTS:
         m = results[slug]
         table.add(s.student, label, s.student_epochs, m["top1"], m["top5"],
-                  None if slug == "vanilla" else f"{m['top1'] - alone:+.2f}", sp.params / 1e6,
-                  f"{sp.params / tp.params:.2f}x", sp.ms_per_image, f"{tp.ms_per_image / sp.ms_per_image:.2f}x")
+                  None if slug == "vanilla" else f"{m['top1'] - alone:+.2f}", st["params"] / 1e6,
+                  times(r["params"]), st["flops"] / scale, times(r["flops"]), size_mb(st), times(r["onnx_bytes"]),
+                  cpu_batch1_ms(st), times(r["latency_ms"].get("pytorch", {}).get("cpu", {}).get("1")))
     report = out / "results.md"
     table.write(out / "results", ("md", "csv"))
     return table, report
+
+
+def profile_pair(out: Path, s: DemoSettings) -> dict:
+    """The teacher and the student (alone: every student has the same architecture) measured by the
+    profiler at the demo's size; the record is written to ``out/profile.json`` and ``.md``."""
+    log.info("profiling the teacher and the student: CPU, batch 1, %d px", s.image_size)
+    costs, notes = {}, []
+    for role, run in (("teacher", out / "teacher"), ("student", out / "vanilla")):
+        model, _ = load_model(run)
+        costs[role], why = quick_cost(model, str(run), s.image_size)
+        notes += [n for n in why if n not in notes]
+    record = comparison(costs["student"], costs["teacher"],
+                        {"image_size": s.image_size, **QUICK, "threads": torch.get_num_threads(),
+                         "latency": "median ms per batch over the repeats, after the warm-up runs",
+                         "notes": notes})
+    write_profile(record, out / "profile", f"rsdistill demo, {s.image_size} px, {record['threads']} threads; latency: "
+                  f"median of {QUICK['repeats']} runs after {QUICK['warmup']} warm-up runs")
+    return record

@@ -9,6 +9,10 @@ seed shows "failed" instead of a mean over the others; seeds not run yet show in
 Next to each table: the settings that produced it (image size, epochs, device, seeds, and which
 epoch's accuracy, with what the best epoch was selected on).
 
+After them, the cost of compression: per dataset, a teacher and a student run measured by the
+profiler (parameters, FLOPs, float ONNX size, CPU latency at batch 1) with the student / teacher
+ratios (suite_profile.py; cached in ``tables/profile.json``).
+
 Written into DIR: ``tables/<name>.md/.csv/.tex``, ``results.json`` (every number, with each
 cell's config and command and the suite's command), ``report.md`` and ``report.html``. Every
 number is read from the cells' run directories (metrics.json) and records.
@@ -27,6 +31,8 @@ from ..io import atomic_write_json
 from ..reports.html import ReportSection, write_html, write_markdown
 from ..reports.tables import Table, mean_std
 from .suite_plan import Cell, SuiteFolder
+from .suite_profile import caption as cost_caption
+from .suite_profile import cost_table, profile_suite
 
 ACCURACY = {"last": ("top1", "top5"), "best": ("best_top1", "best_top5")}
 
@@ -130,6 +136,10 @@ def write_report(root: str | Path, epoch: str = "last", command: list[str] | Non
     for name, table, _, _ in tables:
         files += [str(p.relative_to(out)) for p in table.write(out / "tables" / name, ("md", "csv", "tex"))]
     report_command = command or ["rsdistill", "report", str(out)] + (["--epoch", epoch] if epoch != "last" else [])
+    cost = profile_suite(out, {d: [r for r in results.values() if r.cell.dataset == d] for d in man["datasets"]})
+    ctable = cost_table(cost)
+    cost_files = [str(p.relative_to(out)) for p in Table(ctable.columns, ctable.rows, f"{man['name']}: cost of compression",
+                                                         [cost_caption(cost)]).write(out / "tables" / "compression_cost")]
     unfinished = [r for r in results.values() if r.status != "finished"]
     counts = {s: sum(r.status == s for r in results.values()) for s in ("finished", "failed", "missing")}
     atomic_write_json(out / "results.json", {
@@ -139,12 +149,15 @@ def write_report(root: str | Path, epoch: str = "last", command: list[str] | Non
         "baselines": man["baselines"],
         "tables": [{"name": name, "title": t.title, "settings": s, "files": [f"tables/{name}.{x}" for x in ("md", "csv", "tex")],
                     "columns": t.columns, "rows": rj} for name, t, s, rj in tables],
+        "profile": cost | {"files": cost_files},
         "cells": [cell_json(r) for r in results.values()],
         "suite": man["suite"],
     })
 
     sections = [ReportSection(t.title, settings_line(s), Table(t.columns, t.rows, bold=t.bold).to_markdown())
                 for _, t, s, _ in tables]
+    sections.append(ReportSection("Cost of compression: teacher and student as deployed", cost_caption(cost),
+                                  ctable.to_markdown()))
     if unfinished:
         missing = Table(["cell", "status", "why"])
         for r in unfinished:
@@ -153,7 +166,7 @@ def write_report(root: str | Path, epoch: str = "last", command: list[str] | Non
                                       "have not run (rerun the suite command)", missing.to_markdown()))
     page = {"suite": man["name"], "suite file": man["suite_file"], "suite command": " ".join(man.get("command") or []),
             "report command": " ".join(report_command), "folder": str(out),
-            "cells": ", ".join(f"{v} {k}" for k, v in counts.items()), "tables": ", ".join(files)}
+            "cells": ", ".join(f"{v} {k}" for k, v in counts.items()), "tables": ", ".join(files + cost_files)}
     title = f"{man['name']}: results"
     write_markdown(out / "report.md", title, page, sections)
     return write_html(out / "report.html", title, page, sections)
@@ -178,6 +191,7 @@ def grid_table(title: str, first: str, rows: list[tuple[str, str]], man: dict[st
     all_groups = {(r.cell.split, r.cell.row) for r in results}
     columns = [first]
     for sp in splits:
+        sp = "test" if sp == "published" else sp  # the dataset's own test set (not a published number)
         columns += [f"{sp} top-1 (%)", f"{sp} top-5 (%)", *[f"{sp} {label}" for _, label in refs], f"{sp} seeds"]
     columns += ["ms/iter", "peak RAM (MB)", "train (min/run)"]
     table = Table(columns, title=title, notes=[settings_line(settings)])
@@ -248,7 +262,7 @@ def table_settings(man: dict[str, Any], dataset: str, results: list[CellResult],
         "dataset": dataset, "preset": ds["preset"], "root": ds["root"],
         "splits": man["splits"], "seeds": man["seeds"],
         "teacher": {"model": cfg(True, "model", "name"), "image_size": cfg(True, "data", "image_size"),
-                    "epochs": cfg(True, "train", "epochs")},
+                    "epochs": cfg(True, "train", "epochs"), "weights": man["teacher"].get("weights")},
         "students": {"model": cfg(False, "model", "name"), "image_size": cfg(False, "data", "image_size"),
                      "epochs": cfg(False, "train", "epochs"), "batch_size": cfg(False, "train", "batch_size"),
                      "lr": cfg(False, "train", "lr"), "view_bank": cfg(False, "data", "view_bank")},
@@ -276,9 +290,14 @@ def settings_line(s: dict[str, Any]) -> str:
     best_note = (f"; best epochs (results.json) are selected on {'/'.join(best)}" if s["accuracy"].startswith("last") and best else "")
     if "test" in best and not s["accuracy"].startswith("last"):
         best_note += " (no validation split: optimistic)"
-    return (f"Settings: {s['dataset']} ({s['preset']}), split(s) {', '.join(s['splits'])} (train:test), "
-            f"seeds {', '.join(str(x) for x in s['seeds'])}; image size {sizes} px; epochs: teacher {j(t['epochs'])}, "
-            f"students {j(st['epochs'])}; {j(t['model'])} teacher, {j(st['model'])} students; "
+    splits = ", ".join(sp if sp == "published" else f"{sp} (train:test)" for sp in s["splits"])
+    if t.get("weights"):  # not trained by the suite: no epochs, no table row
+        teacher_epochs, teacher = "", f"teacher from the weights file {t['weights']}, "
+    else:
+        teacher_epochs, teacher = f"teacher {j(t['epochs'])}, ", f"{j(t['model'])} teacher, "
+    return (f"Settings: {s['dataset']} ({s['preset']}), split(s) {splits}, "
+            f"seeds {', '.join(str(x) for x in s['seeds'])}; image size {sizes} px; epochs: {teacher_epochs}"
+            f"students {j(st['epochs'])}; {teacher}{j(st['model'])} students; "
             f"device {j(s['device'])}; accuracy: {s['accuracy']}{best_note}.")
 
 
