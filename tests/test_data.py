@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import random
@@ -136,6 +137,23 @@ def test_split_golden_for_seed_0():
 
 
 GOLDEN_TEST_HEAD = ["a/001.jpg", "a/003.jpg", "a/004.jpg"]
+
+
+@pytest.mark.parametrize(("train_ratio", "val_ratio", "seed", "digest"), [
+    (0.8, 0.0, 0, "b3f3f4de5e069745"), (0.6, 0.2, 0, "19e5471350eb980b"),
+    (0.6, 0.2, 7, "2667aaedc4578de7"), (0.5, 0.1, 123, "b42c0485786d3456"),
+])
+def test_split_is_the_one_earlier_versions_drew(train_ratio, val_ratio, seed, digest):
+    """New runs must reproduce the split.json of old ones: the digests are those of the first
+    implementation (which sorted each class inside its loop), for a fixed index of unequal
+    classes listed out of order."""
+    counts = {"airport": 23, "Beach": 17, "dense_residential": 31, "forest": 9, "river-2": 12}
+    classes = sorted(counts)
+    items = [(f"{c}/img_{(i * 7919) % 1000:04d}.png", y) for y, c in enumerate(classes) for i in range(counts[c])]
+    items.reverse()
+    index = FolderIndex(Path("/data"), classes, [p for p, _ in items], [y for _, y in items])
+    split = stratified_split(index, train_ratio, val_ratio, seed)
+    assert hashlib.sha256(json.dumps([split.train, split.val, split.test]).encode()).hexdigest()[:16] == digest
 
 
 def test_optional_validation_split():

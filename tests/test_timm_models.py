@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from rsdistill.config import build_config
+from rsdistill.deploy.export import export
+from rsdistill.deploy.formats import open_model
+from rsdistill.engine.checkpoint import model_record, save_checkpoint
 from rsdistill.errors import CheckpointError, ConfigError
 from rsdistill.models import build_model
 from rsdistill.models.features import FeaturesUnavailable
 
 from .conftest import build_distiller, fixed_batch, run_cli
+from .test_deploy_export import scene_batch
 
 timm = pytest.importorskip("timm", reason="timm is the optional extra rsdistill[timm] (make test installs it)")
 
@@ -128,3 +133,26 @@ def test_timm_teacher_student_runs_end_to_end_and_a_weights_file_can_be_the_teac
     code, _, err = run_cli(capsys, "-q", "distill", "--data", scenes, "--teacher", tmp_path / "teacher.pth",
                            "--student", VIT, "--out", tmp_path / "bad", "--set", *tiny, f"teacher.model={VIT}")
     assert code == 2 and "does not fit a timm:test_vit with 4 classes" in err
+
+
+@pytest.mark.parametrize("name", [CNN, VIT])
+def test_a_timm_checkpoint_exports_to_onnx_and_safetensors_and_reloads_predicting_the_same_classes(
+        scenes, tmp_path, name):
+    model = build_model(name, 4).eval()
+    model.set_normalization([0.4, 0.5, 0.3], [0.2, 0.25, 0.3])
+    classes = ["a", "b", "c", "d"]
+    save_checkpoint(tmp_path / "ckpt.pt", {"model": model_record(model, classes, SIZE)})
+    x = scene_batch(scenes, SIZE)
+    want = open_model(tmp_path / "ckpt.pt")(x)
+    for file in ("m.onnx", "m.safetensors"):
+        meta = export(tmp_path / "ckpt.pt", tmp_path / file)
+        exported = open_model(tmp_path / file)
+        assert (exported.info.arch, exported.info.classes, exported.info.image_size) == (name, classes, SIZE)
+        got = exported(x)
+        assert got.shape == (12, 4) and (got.argmax(1) == want.argmax(1)).all()
+        assert np.abs(got - want).max() < 1e-4
+    # The transformer's ONNX graph holds its position embeddings resampled for the trained size
+    # (ONNX has no antialiased bicubic resampling): it takes that size only, and says so.
+    assert meta["input"]["sizes"] == "any"
+    onnx_sizes = json.loads((tmp_path / "m.onnx.json").read_text())["input"]["sizes"]
+    assert onnx_sizes == ("any" if name == CNN else f"{SIZE} x {SIZE} only")

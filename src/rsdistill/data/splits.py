@@ -52,6 +52,15 @@ class Split:
         }
 
 
+def _shuffled(paths: list[str], seed: int, name: str) -> list[str]:
+    """One class's paths, sorted, then permuted by a generator seeded by (seed, class name): the
+    same files and seed give the same order everywhere, whatever order they were listed in. The
+    runs' split.json files depend on this draw: it must not change."""
+    ordered = sorted(paths)  # once per class: O(n log n) for the whole split
+    order = np.random.default_rng([seed, zlib.crc32(name.encode())]).permutation(len(ordered))
+    return [ordered[i] for i in order]
+
+
 def stratified_split(index: FolderIndex, train_ratio: float, val_ratio: float, seed: int) -> Split:
     """Per class: sort the paths, shuffle them with a generator seeded by (seed, class name),
     and cut train / val / test. The same files and seed give the same split everywhere."""
@@ -69,9 +78,7 @@ def stratified_split(index: FolderIndex, train_ratio: float, val_ratio: float, s
                 f"class '{name}' has {n} image(s): too few for a train/"
                 f"{'val/' if val_ratio > 0 else ''}test split at ratio {train_ratio}"
             )
-        rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
-        order = rng.permutation(n)
-        shuffled = [sorted(paths)[i] for i in order]
+        shuffled = _shuffled(paths, seed, name)
         train += shuffled[:n_train]
         val += shuffled[n_train : n_train + n_val]
         test += shuffled[n_train + n_val :]
@@ -95,9 +102,7 @@ def published_split(index: FolderIndex, val_ratio: float, seed: int) -> Split:
             if n_val < 1 or n_val >= len(paths):
                 raise DataError(f"class '{name}' has {len(paths)} training image(s): too few for a "
                                 f"validation split at ratio {val_ratio}")
-            order = np.random.default_rng([seed, zlib.crc32(name.encode())]).permutation(len(paths))
-            ordered = sorted(paths)
-            shuffled = [ordered[i] for i in order]
+            shuffled = _shuffled(paths, seed, name)
             val += shuffled[:n_val]
             train += shuffled[n_val:]
     return Split(list(index.classes), sorted(train), sorted(val), sorted(index.parts["test"]), seed,

@@ -3,7 +3,8 @@ safetensors weights with a JSON config that rebuilds the model.
 
 Only the model is exported (with its input normalisation): a method's training-time modules (ISDM's
 scaler, connectors, memory banks) are never part of it. The ONNX and TorchScript graphs take RGB
-images in [0, 1], N x 3 x H x W (any N, H, W), and return logits. The ONNX file also holds the class
+images in [0, 1], N x 3 x H x W (any N, H, W; a timm transformer's ONNX graph only its trained H and
+W, see :func:`traced_form`), and return logits. The ONNX file also holds the class
 names, input size and normalisation as metadata properties; every format gets a JSON sidecar
 ``<file>.json`` with the same facts. safetensors holds the plain network's weights (torchvision
 key names where the architecture is torchvision's): normalisation is then the caller's job, with
@@ -12,6 +13,7 @@ the mean and std of the sidecar.
 
 from __future__ import annotations
 
+import copy
 import io
 import warnings
 from pathlib import Path
@@ -24,6 +26,7 @@ from ..engine.checkpoint import load_model
 from ..errors import RsDistillError
 from ..io import atomic_write, atomic_write_json
 from ..models import MODELS, LogitsOnly, count_parameters
+from ..models.timm_models import TimmNet
 from .formats import ModelInfo, info_of, rebuild_from_safetensors, sidecar_of
 
 FORMATS = ("onnx", "torchscript", "safetensors")
@@ -65,6 +68,7 @@ def export(checkpoint: str | Path, out: str | Path, fmt: str | None = None, imag
         "classes": record["class_names"],
         "input": {"layout": "NCHW", "dtype": "float32", "range": [0.0, 1.0], "channels": "RGB",
                   "trained_size": size, "mean": info.mean, "std": info.std,
+                  "sizes": f"{size} x {size} only" if fmt == "onnx" and fixed_size_only(net) else "any",
                   "normalisation": "by the caller: (x - mean) / std" if fmt == "safetensors" else "inside the model"},
         "parameters": count_parameters(model),
         "max_abs_diff_vs_pytorch": max_diff,
@@ -77,16 +81,40 @@ def export(checkpoint: str | Path, out: str | Path, fmt: str | None = None, imag
 
 
 def onnx_bytes(net: torch.nn.Module, size: int, opset: int = 17) -> bytes:
-    """The model as ONNX, with dynamic batch, height and width."""
+    """The model as ONNX, with dynamic batch, height and width (height and width fixed to ``size``
+    for the models :func:`traced_form` fixes)."""
+    net, any_size = traced_form(net, size)
+    image_axes = {0: "batch", 2: "height", 3: "width"} if any_size else {0: "batch"}
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(
-            net, torch.rand(2, 3, size, size), buf, input_names=["image"], output_names=["logits"],
-            opset_version=opset, dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch"}},
-            dynamo=False,
-        )
+        try:
+            torch.onnx.export(
+                net, torch.rand(2, 3, size, size), buf, input_names=["image"], output_names=["logits"],
+                opset_version=opset, dynamic_axes={"image": image_axes, "logits": {0: "batch"}}, dynamo=False,
+            )
+        except torch.onnx.errors.OnnxExporterError as e:
+            raise RsDistillError(f"export: the model cannot be written as ONNX opset {opset}: "
+                                 f"{str(e).splitlines()[0]}") from None
     return buf.getvalue()
+
+
+def fixed_size_only(net: torch.nn.Module) -> bool:
+    """The ONNX graph of ``net`` (a :class:`LogitsOnly`) takes only its trained size (see :func:`traced_form`)."""
+    inner = getattr(getattr(net, "adapter", None), "net", None)
+    return isinstance(inner, TimmNet) and inner.resamples_position_embedding()
+
+
+def traced_form(net: torch.nn.Module, size: int) -> tuple[torch.nn.Module, bool]:
+    """What the ONNX exporter traces for ``net`` (a :class:`LogitsOnly`), and whether that graph
+    takes any height and width. A timm transformer that resamples its position embeddings at
+    every call (antialiased bicubic interpolation, which ONNX lacks) is traced as a copy with them
+    resampled once, for ``size`` x ``size`` images: the same logits at that size, only that size."""
+    if not fixed_size_only(net):
+        return net, True
+    fixed = copy.deepcopy(net)
+    fixed.adapter.net.fix_input_size(size)
+    return fixed.eval(), False
 
 
 def with_metadata(model_bytes: bytes, info: ModelInfo) -> bytes:

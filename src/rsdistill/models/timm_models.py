@@ -108,6 +108,17 @@ class TimmNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
 
+    def resamples_position_embedding(self) -> bool:
+        """A transformer built with ``dynamic_img_size`` resamples its position embeddings to the
+        input's patch grid at every call (antialiased bicubic interpolation, which ONNX lacks)."""
+        return bool(getattr(self.model, "dynamic_img_size", False)) and hasattr(self.model, "set_input_size")
+
+    def fix_input_size(self, size: int) -> None:
+        """Resample the position embeddings once, for ``size`` x ``size`` inputs: the same values
+        the model computes at every call at that size, so a graph traced at that size holds no
+        resampling. Other sizes then fail: for export copies only."""
+        self.model.set_input_size(img_size=(size, size))
+
     def _linear_head(self) -> nn.Linear | None:
         head = self.model.get_classifier() if hasattr(self.model, "get_classifier") else None
         return head if isinstance(head, nn.Linear) else None
