@@ -40,6 +40,9 @@ from .teacher_cache import TeacherOutputCache
 
 log = logging.getLogger("rsdistill")
 
+# Steps between checks that the loss is finite where a check costs a host sync (CUDA).
+FINITE_CHECK_EVERY = 32
+
 
 @dataclass
 class TrainState:
@@ -205,6 +208,8 @@ class Trainer:
         sums: dict[str, Tensor | float] = defaultdict(float)
         correct: Tensor | int = 0
         seen = step = 0
+        nonfinite: Tensor | None = None
+        sync_is_costly = self.device.type != "cpu"
         bar = None
         if cfg.train.progress and self.ctx.is_main:
             from tqdm import tqdm
@@ -221,13 +226,19 @@ class Trainer:
                 logits, losses = self._train_step(batch)
             total = sum(losses.values())
             # One process stopping alone would leave the others waiting in the gradient exchange:
-            # a distributed run checks the reduced sums at the epoch's end instead.
-            if not distributed and not torch.isfinite(total):
-                bad = {k: float(v.detach()) for k, v in losses.items()}
-                raise TrainingDiverged(
-                    f"epoch {epoch}: loss is not finite ({bad}); lower train.lr or the method's "
-                    f"weights — the last good state is in '{self.ckpt_dir / 'last.pt'}'"
-                )
+            # a distributed run checks the reduced sums at the epoch's end instead. On CUDA the
+            # check is a host sync, so it is made every FINITE_CHECK_EVERY steps (and at the
+            # epoch's last): the failed run stops a few steps later, its last.pt is the same.
+            if not distributed:
+                bad_step = ~torch.isfinite(total.detach())
+                nonfinite = bad_step if nonfinite is None else nonfinite | bad_step
+                if ((not sync_is_costly or (step + 1) % FINITE_CHECK_EVERY == 0 or step + 1 == len(loader))
+                        and bool(nonfinite)):
+                    bad = {k: float(v.detach()) for k, v in losses.items()}
+                    raise TrainingDiverged(
+                        f"epoch {epoch}: loss is not finite ({bad}); lower train.lr or the method's "
+                        f"weights — the last good state is in '{self.ckpt_dir / 'last.pt'}'"
+                    )
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(total).backward()
             self.scaler.step(self.optimizer)
