@@ -12,9 +12,11 @@
    30 classes, on a bank of 8 views per image: the student alone, KD with the teacher's logits read
    from the cache, KD with the teacher run live (``teacher_cache_speedup`` = live / cached, and
    the cached run over the student alone), and the one-off cost of filling the cache.
-3. Framework overhead: images/s of the trainer's KD epoch against a bare PyTorch loop doing the
-   same teacher forward and student forward/backward/step on tensors already in memory
-   (``overhead_ratio``, 1.0 = no overhead).
+3. Framework overhead and peer: images/s of the trainer's KD epoch against a bare PyTorch loop
+   doing the same teacher forward and student forward/backward/step on tensors already in memory
+   (``overhead_ratio``, 1.0 = no overhead), and against torchdistill's ``DistillationBox`` doing
+   the same KD job on those tensors (``peer_ratio`` = our images/s over torchdistill's; see
+   ``peer_torchdistill.py``). The three epochs alternate, in a rotating order, after a warm-up.
 4. Method cost: wall time and peak memory of a training step (student forward/backward + teacher
    forward + the method's losses) for every registered method, relative to KD
    (``isdm_over_kd``).
@@ -27,8 +29,10 @@
    listed as skipped. ``--device cuda`` runs sections 2, 3 and 5 on the GPU (the summary records
    the device's name).
 Numbers are ratios measured in the same process, one after another; absolute times depend on the
-machine and are printed for reference only. ``peer_ratio`` (against torchdistill) is null unless
-torchdistill is importable: it is not a dependency of the project.
+machine and are printed for reference only. ``peer_ratio`` is null, with the reason, unless
+torchdistill is importable from ``--peer-deps`` (default ``.bench-deps/``, where ``make bench`` and
+``make bench-quick`` install it with ``--no-deps``) or the environment: it is not a dependency of
+the project.
 """
 
 from __future__ import annotations
@@ -41,8 +45,10 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import peer_torchdistill as peer  # benchmarks/ (this script's folder) is on sys.path
 import torch
 
 from rsdistill.config import DataConfig, build_config
@@ -186,50 +192,98 @@ def bench_teacher_cache(root: Path, size: int, epochs: int, device: torch.device
     return table, {"alone_s": alone, "cached_s": cached, "live_s": live, "fill_s": fill}
 
 
-def bench_overhead(root: Path, size: int, epochs: int, device: torch.device = CPU) -> tuple[Table, dict[str, float]]:
+def interleaved_seconds(epochs: dict[str, Callable[[int], None]], repeats: int,
+                        device: torch.device) -> dict[str, float]:
+    """Median wall time of each epoch function over ``repeats`` rounds after one warm-up round.
+    The functions alternate within a round, in an order rotated each round, so that background
+    load on the machine falls on all of them alike."""
+    names = list(epochs)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats + 1):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            synchronize(device)
+            t0 = time.perf_counter()
+            epochs[name](r)
+            synchronize(device)
+            if r:  # the first round warms up allocators and caches
+                times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def bench_overhead(root: Path, size: int, epochs: int, device: torch.device = CPU,
+                   peer_dir: Path = peer.DEPS_DIR) -> tuple[Table, dict]:
     """The trainer's KD epoch (live teacher, fresh augmentation) against a bare loop over the same
-    number of pre-augmented images already in memory."""
+    number of pre-augmented images already in memory, and against torchdistill's
+    ``DistillationBox`` on those same tensors (the peer, where installed), epochs interleaved."""
     with tempfile.TemporaryDirectory() as tmp:
         trainer = build_trainer(root, "kd", False, size, epochs, Path(tmp), device)
         trainer.data.cfg.view_bank = 0
         trainer.data._bank = None
-        ours = epoch_seconds(trainer, epochs)
-    n, batch, classes = trainer.data.info.num_train, 64, trainer.data.info.num_classes
-    torch.manual_seed(0)
-    student = build_model("resnet18", classes).net.to(device)
-    teacher = build_model("resnet34", classes).net.eval().to(device)
-    opt = torch.optim.SGD(student.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    images = torch.rand(n, 3, size, size, device=device)
-    labels = torch.randint(0, classes, (n,), device=device)
+        n, batch, classes = trainer.data.info.num_train, trainer.batch_size, trainer.data.info.num_classes
+        t, kd = trainer.cfg.train, trainer.distiller.cfg
+        torch.manual_seed(0)
+        student = build_model("resnet18", classes).net.to(device)
+        teacher = build_model("resnet34", classes).net.eval().to(device)
+        opt = torch.optim.SGD(student.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+        images = torch.rand(n, 3, size, size)
+        labels = torch.randint(0, classes, (n,))
+        x_all, y_all = images.to(device), labels.to(device)
 
-    def bare_epoch() -> None:
-        for i in range(0, n, batch):
-            x, y = images[i:i + batch], labels[i:i + batch]
-            with torch.no_grad():
-                zt = teacher(x)
-            zs = student(x)
-            kd = torch.nn.functional.kl_div(torch.log_softmax(zs / 4, 1), torch.softmax(zt / 4, 1),
-                                            reduction="batchmean") * 16
-            loss = torch.nn.functional.cross_entropy(zs, y) + 4 * kd
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        def bare_epoch(_: int) -> None:
+            for i in range(0, n, batch):
+                x, y = x_all[i:i + batch], y_all[i:i + batch]
+                with torch.no_grad():
+                    zt = teacher(x)
+                zs = student(x)
+                kl = torch.nn.functional.kl_div(torch.log_softmax(zs / kd.T, 1), torch.softmax(zt / kd.T, 1),
+                                                reduction="batchmean") * kd.T ** 2
+                loss = kd.ce_weight * torch.nn.functional.cross_entropy(zs, y) + kd.kd_weight * kl
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
 
-    times = []
-    for e in range(epochs + 1):
-        synchronize(device)
-        t0 = time.perf_counter()
-        bare_epoch()
-        synchronize(device)
-        if e:
-            times.append(time.perf_counter() - t0)
-    bare = statistics.median(times)
+        runs: dict[str, Callable[[int], None]] = {"ours": lambda e: trainer.train_epoch(e + 1), "bare": bare_epoch}
+        job = peer.KDJob("resnet34", "resnet18", classes, batch, kd.T, kd.ce_weight, kd.kd_weight,
+                         t.lr, t.momentum, t.weight_decay, t.nesterov)
+        try:
+            runs["peer"], peer_name = peer.kd_epoch(job, images, labels, device, epochs + 1, peer_dir)
+            peer_note = PEER_FAIRNESS.format(threads=torch.get_num_threads(), peer=peer_name,
+                                             ce=kd.ce_weight, kd=kd.kd_weight, T=kd.T)
+        except peer.PeerUnavailable as e:
+            peer_name, peer_note = None, str(e)
+        print(f"  peer: {peer_name or peer_note}", flush=True)
+        times = interleaved_seconds(runs, epochs, device)
+    ours, bare = times["ours"], times["bare"]
     table = Table(["KD epoch, resnet34 -> resnet18", "s / epoch", "images/s", "vs bare loop (throughput)"],
-                  title=f"Framework overhead at {size} px, {n} images, batch 64")
+                  title=f"Framework overhead and peer at {size} px, {n} images, batch {batch}, {classes} classes "
+                        f"(epochs interleaved, median of {epochs})")
     table.add("bare PyTorch loop (tensors in memory)", round(bare, 2), round(n / bare), "1.00")
     table.add("rsdistill trainer (augmentation, loss dict, logging)", round(ours, 2), round(n / ours),
               f"{bare / ours:.2f}")
-    return table, {"ours_s": ours, "bare_s": bare}
+    if "peer" in times:
+        table.add(f"{peer_name} DistillationBox (tensors in memory)", round(times["peer"], 2),
+                  round(n / times["peer"]), f"{bare / times['peer']:.2f}")
+        table.notes.append(f"`peer_ratio` (our images/s over {peer_name}'s): {times['peer'] / ours:.2f}")
+    table.notes.append(f"Peer ({peer_name or 'torchdistill'}): {peer_note}")
+    return table, {"ours_s": ours, "bare_s": bare, "peer_s": times.get("peer"), "images": n,
+                   "peer": peer_name, "peer_note": peer_note}
+
+
+PEER_FAIRNESS = (
+    "measured in this process with the same torch threads ({threads}), epochs interleaved with ours. "
+    "Same job: torchvision ResNet34 -> ResNet18, same class count, batch and image size; student in train "
+    "mode, teacher in eval mode (torchdistill runs its frozen teacher under torch.no_grad, rsdistill under "
+    "torch.inference_mode); its KDLoss with alpha = our ce_weight, beta = our kd_weight and our T "
+    "({ce:g} x CE + {kd:g} x T^2 x KL at T {T:g}, batch mean); the same SGD (lr, momentum, weight decay) on "
+    "the student alone, torch's default implementation. {peer} reads the bare loop's float tensors from "
+    "memory through the DataLoader it builds (shuffled, no workers, no augmentation) and per step also "
+    "builds its I/O dicts and runs its loss wrappers; it is run without its example scripts' metric "
+    "logging (a loss.item() per step). rsdistill per step also augments every image afresh from the "
+    "decoded uint8 cache (random crop, flips, RS augmentation; on the CPU in the training process itself), "
+    "normalises inside the models, sets the lr, checks that the loss is finite (each step on the CPU), "
+    "sums the losses and top-1: the comparison leans towards the peer. On a GPU both copy each batch "
+    "from pinned memory."
+)
 
 
 # The options measured one at a time: (label, data overrides, train overrides, where it applies).
@@ -337,6 +391,8 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--device", default="cpu", help="where sections 2, 3 and 5 train: cpu, cuda, cuda:N")
+    ap.add_argument("--peer-deps", type=Path, default=peer.DEPS_DIR,
+                    help="folder holding torchdistill (make bench installs it there with --no-deps)")
     args = ap.parse_args()
     quick = args.quick
     device = resolve_device(args.device)
@@ -356,7 +412,8 @@ def main() -> int:
         cache_table, cache = bench_teacher_cache(aid, 64, epochs=1 if quick else 2, device=device)
         print(cache_table.to_markdown())
         print("framework overhead ...", flush=True)
-        overhead_table, overhead = bench_overhead(aid, 64, epochs=1 if quick else 2, device=device)
+        # three interleaved rounds in both runs: the peer ratio is the noisiest of the figures
+        overhead_table, overhead = bench_overhead(aid, 64, epochs=3, device=device, peer_dir=args.peer_deps)
         print(overhead_table.to_markdown())
         print("speed options ...", flush=True)
         speed_table, speed = bench_speed_options(aid, 32 if quick else 64, epochs=1 if quick else 2, device=device)
@@ -377,8 +434,13 @@ def main() -> int:
         "isdm_over_kd": round(step["isdm"] / step["kd"], 2),
         "device": device_name(device),
         "speed_options": speed,
-        "peer_ratio": None,
-        "peer_ratio_note": "not measured: torchdistill is not installed (it would pull an unpinned torch)",
+        # ours images/s over torchdistill's on the same KD job (> 1: we are faster)
+        "peer_ratio": round(overhead["peer_s"] / overhead["ours_s"], 2) if overhead["peer_s"] else None,
+        "peer": overhead["peer"],
+        "peer_images_per_s": ({"rsdistill": round(overhead["images"] / overhead["ours_s"], 1),
+                               "torchdistill": round(overhead["images"] / overhead["peer_s"], 1)}
+                              if overhead["peer_s"] else None),
+        "peer_ratio_note": overhead["peer_note"],
     }
     header = (f"# Benchmarks ({'quick' if quick else 'full'})\n\n"
               f"`python benchmarks/run.py{' --quick' if quick else ''}` on {platform.machine()}, "
