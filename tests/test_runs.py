@@ -354,6 +354,8 @@ def test_table_labels_runs_by_their_path_and_shows_settings_away_from_the_defaul
     assert method_label({"method": {"name": "isdm", "T": 4.0, "scaling": False, "m": 3.0, "margin": "fixed",
                                     "warmup_epochs": 2}}, {}) == "isdm scaling=false m=3 margin=fixed"
     assert method_label({"method": {"name": "kd", "logit_std": True}}, {}) == "kd logit_std=true"
+    # a config.yaml written before is_level existed: its lambda_H means the entropy level, as the run read it
+    assert method_label({"method": {"name": "isdm", "lambda_H": 1.0, "kappa": 0.5}}, {}) == "isdm is_level=entropy"
 
 
 def test_table_compares_finished_runs_and_refuses_unfinished_ones(capsys, teacher_run, tmp_path):

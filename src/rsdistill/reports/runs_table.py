@@ -46,11 +46,19 @@ def method_label(cfg: dict[str, Any], metrics: dict[str, Any]) -> str:
     from ..distillers import registry
 
     try:
-        defaults = registry.get(method).Config(name=method).model_dump(mode="json")
+        config_cls = registry.get(method).Config
+        defaults = config_cls(name=method).model_dump(mode="json")
     except Exception:  # a method this version does not know: its name is all we can show
         return method
-    changed = [f"{k}={_fmt(v)}" for k, v in section.items()
-               if k != "name" and defaults.get(k) is not None and defaults[k] != v]
+    try:
+        # read as the run reads it: a config made before a field existed takes the value the
+        # method's rules give it (e.g. ISDM's lambda_H without is_level means is_level=entropy)
+        values = config_cls.model_validate({**section, "name": method}).model_dump(mode="json")
+    except Exception:  # a field this version no longer takes: show what was written
+        values = section
+    keys = [*section, *(k for k in values if k not in section)]  # as written, then what the rules set
+    changed = [f"{k}={_fmt(values[k])}" for k in keys
+               if k in values and k != "name" and defaults.get(k) is not None and defaults[k] != values[k]]
     return " ".join([method, *changed])
 
 
