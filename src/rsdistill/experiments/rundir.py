@@ -71,6 +71,14 @@ RUN_ENTRIES = ("config.yaml", "dataset.json", "split.json", "metrics.jsonl", "me
                "soft_labels.json", "skipped_images.json")
 
 
+def stored_config(run_dir: Path) -> dict:
+    """A run directory's config.yaml as written (a mapping; empty when there is none)."""
+    import yaml
+
+    file = Path(run_dir) / "config.yaml"
+    return (yaml.safe_load(file.read_text()) or {}) if file.is_file() else {}
+
+
 def has_finished_epoch(run_dir: Path) -> bool:
     """A run's first epoch ends with ``checkpoints/last.pt``; before it, nothing is lost by
     starting over."""

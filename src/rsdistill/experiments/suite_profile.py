@@ -19,6 +19,7 @@ from typing import Any
 
 from ..deploy import profile as prof
 from ..io import atomic_write_json
+from .rundir import stored_config
 from ..reports.tables import Table
 
 log = logging.getLogger("rsdistill")
@@ -142,15 +143,9 @@ def _named_cost(name: str, classes: int, size: int, cache: dict[str, Any]) -> tu
                                 "threads": torch.get_num_threads(), "notes": notes}
 
 
-def _run_config(run_dir: Path) -> dict[str, Any]:
-    import yaml
-
-    file = run_dir / "config.yaml"
-    return (yaml.safe_load(file.read_text()) or {}) if file.is_file() else {}
-
 
 def _image_size(run_dir: Path) -> int | None:
-    size = (_run_config(run_dir).get("data") or {}).get("image_size")
+    size = (stored_config(run_dir).get("data") or {}).get("image_size")
     return int(size) if size else None
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import atomic_write_json
+from .rundir import stored_config
 from ..reports.html import ReportSection, write_html, write_markdown
 from ..reports.tables import Table, mean_std
 from .suite_plan import Cell, SuiteFolder
@@ -249,7 +250,7 @@ def table_settings(man: dict[str, Any], dataset: str, results: list[CellResult],
                 continue
             c = r.cell.config
             if c is None:  # a reused teacher run: its config.yaml
-                c = _run_config(Path(r.cell.run_dir))
+                c = stored_config(Path(r.cell.run_dir))
             for p in path:
                 c = (c or {}).get(p)
             vals.append(c)
@@ -272,12 +273,6 @@ def table_settings(man: dict[str, Any], dataset: str, results: list[CellResult],
         "best_selected_on": selected,
     }
 
-
-def _run_config(run_dir: Path) -> dict[str, Any]:
-    import yaml
-
-    file = run_dir / "config.yaml"
-    return (yaml.safe_load(file.read_text()) or {}) if file.is_file() else {}
 
 
 def settings_line(s: dict[str, Any]) -> str:
