@@ -141,15 +141,7 @@ def synchronize(device: torch.device) -> None:
 
 def epoch_seconds(trainer: Trainer, epochs: int) -> float:
     """Median wall time of the trainer's training epoch (after one warm-up epoch)."""
-    times = []
-    for e in range(epochs + 1):
-        synchronize(trainer.device)
-        t0 = time.perf_counter()
-        trainer.train_epoch(e + 1)
-        synchronize(trainer.device)
-        if e:
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return interleaved_seconds({"epoch": lambda e: trainer.train_epoch(e + 1)}, epochs, trainer.device)["epoch"]
 
 
 def build_trainer(root: Path, method: str, cache: bool, size: int, epochs: int, run_dir: Path,

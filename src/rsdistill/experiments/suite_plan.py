@@ -107,7 +107,10 @@ def plan(suite: SuiteFile, folder: SuiteFolder) -> list[Cell]:
     teacher_files = _files(suite, s.teacher.config, "teacher.config")
     student_files = _files(suite, s.student.config, "student.config")
     methods = {m.name: m for m in s.methods}
-    method_files = [_files(suite, m.config, f"methods.{i}.config") for i, m in enumerate(s.methods)]
+    method_files = {m.name: _files(suite, m.config, f"methods.{i}.config") for i, m in enumerate(s.methods)}
+    weights = None if s.teacher.weights is None else suite.resolve_path(s.teacher.weights, "teacher.weights")
+    if weights is not None and not weights.is_file():
+        raise ConfigError(f"{suite.shown}: teacher.weights: '{weights}' is not a file")
     cells: list[Cell] = []
     for ds_name, ds in s.datasets.items():
         ds_files = _files(suite, ds.config, f"datasets.{ds_name}.config")
@@ -131,7 +134,7 @@ def plan(suite: SuiteFile, folder: SuiteFolder) -> list[Cell]:
                 return cfg.resolve().with_absolute_paths().to_dict()
 
             teachers: dict[int, Cell] = {}
-            for seed in teacher_seeds(suite, ds_name, split) if s.teacher.weights is None else []:
+            for seed in teacher_seeds(suite, ds_name, split) if weights is None else []:
                 cid = cell_id(ds_name, split, "teacher", seed)
                 label = f"teacher ({s.teacher.model or 'reused run'})"
                 if s.teacher.run is not None:
@@ -148,10 +151,6 @@ def plan(suite: SuiteFile, folder: SuiteFolder) -> list[Cell]:
                 teachers[seed] = cell
                 cells.append(cell)
 
-            weights = (None if s.teacher.weights is None
-                       else suite.resolve_path(s.teacher.weights, "teacher.weights"))
-            if weights is not None and not weights.is_file():
-                raise ConfigError(f"{suite.shown}: teacher.weights: '{weights}' is not a file")
             for seed in s.seeds:
                 if weights is not None:
                     # a weights file: no teacher cell; the students of a seed share their split
@@ -173,16 +172,16 @@ def plan(suite: SuiteFile, folder: SuiteFolder) -> list[Cell]:
                     return Cell(cid, ds_name, split, row, seed, kind, label, method, str(folder.run_dir(cid)), config,
                                 depends=list(depends), sweep=sweep)
 
-                for i, m in enumerate(s.methods):
+                for m in s.methods:
                     cells.append(student(m.name, "method", m.row_label, m.method, [m.overrides],
-                                         files=method_files[i]))
+                                         files=method_files[m.name]))
                 for i, w in enumerate(s.sweeps):
                     base = methods.get(w.method)
                     method = base.method if base else w.method
                     for row, value in sweep_rows(w):
                         label = f"{w.field.rsplit('.', 1)[-1]} = {value_text(value)}"
                         sets = [base.overrides if base else {}, w.overrides, nested({w.field: value})]
-                        files = method_files[s.methods.index(base)] if base else []
+                        files = method_files[base.name] if base else []
                         cells.append(student(row, "sweep", label, method, sets,
                                              {"index": i, "field": w.field, "value": value}, files))
     return cells
