@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 import torchvision
-from torch.utils.data import RandomSampler, TensorDataset
+from torch.utils.data import Dataset, RandomSampler
 
 PEER_VERSION = "1.1.5"
 DEPS_DIR = Path(__file__).resolve().parent.parent / ".bench-deps"
@@ -93,17 +93,32 @@ def train_config(job: KDJob, epochs: int, device: torch.device = torch.device("c
     }
 
 
-def kd_epoch(job: KDJob, images: torch.Tensor, labels: torch.Tensor, device: torch.device, epochs: int,
+class AugmentedImages(Dataset):
+    """(image, label) pairs as a torchdistill user would feed them: a uint8 image augmented by a
+    torchvision transform at every access (rsdistill's own training transform, so that both sides
+    draw the same kind of views from the same decoded images)."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform: Callable):
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.transform(self.images[i]), int(self.labels[i])
+
+
+def kd_epoch(job: KDJob, dataset: Dataset, device: torch.device, epochs: int,
              deps_dir: Path = DEPS_DIR) -> tuple[Callable[[int], None], str]:
-    """A function running one torchdistill training epoch over ``images`` / ``labels`` (CPU
-    tensors, already at the training size), and the peer's name and version. Raises
-    :class:`PeerUnavailable`."""
+    """A function running one torchdistill training epoch over ``dataset`` (``(image, label)``
+    items at the training size: a ``TensorDataset`` of ready tensors, or :class:`AugmentedImages`),
+    and the peer's name and version. Raises :class:`PeerUnavailable`."""
     torchdistill, get_distillation_box = import_torchdistill(deps_dir)
     torch.manual_seed(0)
     teacher = getattr(torchvision.models, job.teacher)(weights=None, num_classes=job.num_classes).eval()
     student = getattr(torchvision.models, job.student)(weights=None, num_classes=job.num_classes)
     try:
-        box = get_distillation_box(teacher, student, {"train": TensorDataset(images, labels)},
+        box = get_distillation_box(teacher, student, {"train": dataset},
                                    train_config(job, epochs, device), device, None, False, 1)
     except Exception as e:  # an API change in another torchdistill version
         raise PeerUnavailable(f"not measured: torchdistill {torchdistill.__version__} rejected the "

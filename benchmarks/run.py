@@ -14,15 +14,18 @@
    the cached run over the student alone), and the one-off cost of filling the cache.
 3. Framework overhead and peer: images/s of the trainer's KD epoch against a bare PyTorch loop
    doing the same teacher forward and student forward/backward/step on tensors already in memory
-   (``overhead_ratio``, 1.0 = no overhead), and against torchdistill's ``DistillationBox`` doing
-   the same KD job on those tensors (``peer_ratio`` = our images/s over torchdistill's; see
-   ``peer_torchdistill.py``). The three epochs alternate, in a rotating order, after a warm-up.
+   (``overhead_ratio``, 1.0 = no overhead; ``overhead_ratio_no_augmentation`` with the trainer's
+   augmentation off), and against torchdistill's ``DistillationBox`` doing the same KD job
+   (``peer_ratio`` = our images/s over torchdistill's, both augmenting every image with the same
+   transform; ``peer_ratio_no_augmentation``, neither augmenting; see ``peer_torchdistill.py``),
+   with the time the trainer's steps waited for data (``data_wait_share``). The epochs alternate,
+   in a rotating order, after a warm-up.
 4. Method cost: wall time and peak memory of a training step (student forward/backward + teacher
    forward + the method's losses) for every registered method, relative to KD
    (``isdm_over_kd``).
 5. Speed options (``speed_options``): the trainer's KD epoch with each option of issue 9 part 3
    switched on alone, against the defaults: ``train.channels_last``, ``train.optimizer_impl``
-   foreach / fused, ``data.gpu_augment``; on CUDA also ``train.amp`` (bfloat16, and float16 with
+   foreach / for_loop (the defaults take the fused kernel), ``data.gpu_augment``; on CUDA also ``train.amp`` (bfloat16, and float16 with
    its gradient scaler), ``train.compile`` and cudnn's autotuner off; and, as micro-benchmarks, the
    teacher's forward under ``torch.inference_mode`` against ``torch.no_grad`` and a batch's copy to
    the device from pinned against pageable memory (CUDA). Options that do not apply on the CPU are
@@ -50,13 +53,16 @@ from pathlib import Path
 
 import peer_torchdistill as peer  # benchmarks/ (this script's folder) is on sys.path
 import torch
+from torch.utils.data import TensorDataset
 
 from rsdistill.config import DataConfig, build_config
 from rsdistill.data.datamodule import DataModule
 from rsdistill.data.info import DataInfo
+from rsdistill.data.transforms import train_transform
 from rsdistill.distillers import registry
 from rsdistill.distillers.settings import RunContext
 from rsdistill.engine.seeding import configure_determinism, resolve_device
+from rsdistill.engine.speed import optimizer_options
 from rsdistill.engine.teacher_cache import load_or_build
 from rsdistill.engine.trainer import Trainer, build_optimizer
 from rsdistill.models import build_model
@@ -202,21 +208,28 @@ def interleaved_seconds(epochs: dict[str, Callable[[int], None]], repeats: int,
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+# The trainer's data settings without augmentation: no crop padding, no flips (the images as decoded).
+NO_AUGMENTATION = {"view_bank": 0, "crop_padding": 0.0, "hflip": False, "rs_aug": False}
+
+
 def bench_overhead(root: Path, size: int, epochs: int, device: torch.device = CPU,
                    peer_dir: Path = peer.DEPS_DIR) -> tuple[Table, dict]:
-    """The trainer's KD epoch (live teacher, fresh augmentation) against a bare loop over the same
-    number of pre-augmented images already in memory, and against torchdistill's
-    ``DistillationBox`` on those same tensors (the peer, where installed), epochs interleaved."""
+    """The trainer's KD epoch (live teacher) against a bare loop over the same number of images
+    already in memory, and against torchdistill's ``DistillationBox`` doing the same job (the peer,
+    where installed), epochs interleaved. Two same-job pairs: both toolkits augmenting every image
+    afresh with the same transform from the same decoded images (``peer_ratio``), and neither
+    augmenting (the peer reading ready tensors; ``peer_ratio_no_augmentation``)."""
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = build_trainer(root, "kd", False, size, epochs, Path(tmp), device)
-        trainer.data.cfg.view_bank = 0
-        trainer.data._bank = None
+        trainer = build_trainer(root, "kd", False, size, epochs, Path(tmp) / "aug", device, {"view_bank": 0})
+        plain = build_trainer(root, "kd", False, size, epochs, Path(tmp) / "plain", device, NO_AUGMENTATION)
         n, batch, classes = trainer.data.info.num_train, trainer.batch_size, trainer.data.info.num_classes
         t, kd = trainer.cfg.train, trainer.distiller.cfg
         torch.manual_seed(0)
         student = build_model("resnet18", classes).net.to(device)
         teacher = build_model("resnet34", classes).net.eval().to(device)
-        opt = torch.optim.SGD(student.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+        # the trainer's SGD implementation: the ratio is the framework's overhead alone
+        sgd = optimizer_options(t, student.parameters())
+        opt = torch.optim.SGD(student.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, **sgd)
         images = torch.rand(n, 3, size, size)
         labels = torch.randint(0, classes, (n,))
         x_all, y_all = images.to(device), labels.to(device)
@@ -234,31 +247,54 @@ def bench_overhead(root: Path, size: int, epochs: int, device: torch.device = CP
                 loss.backward()
                 opt.step()
 
-        runs: dict[str, Callable[[int], None]] = {"ours": lambda e: trainer.train_epoch(e + 1), "bare": bare_epoch}
+        waits: dict[str, list[float]] = {"ours": [], "ours_plain": []}
+
+        def epoch_of(tr: Trainer, name: str) -> Callable[[int], None]:
+            return lambda e: waits[name].append(tr.train_epoch(e + 1)["time/data_wait_s"])
+
+        runs: dict[str, Callable[[int], None]] = {"ours": epoch_of(trainer, "ours"),
+                                                  "ours_plain": epoch_of(plain, "ours_plain"), "bare": bare_epoch}
         job = peer.KDJob("resnet34", "resnet18", classes, batch, kd.T, kd.ce_weight, kd.kd_weight,
                          t.lr, t.momentum, t.weight_decay, t.nesterov)
+        augmented = peer.AugmentedImages(trainer.data.train_images_tensor(), trainer.data.labels("train"),
+                                         train_transform(trainer.cfg.data))
         try:
-            runs["peer"], peer_name = peer.kd_epoch(job, images, labels, device, epochs + 1, peer_dir)
+            runs["peer"], peer_name = peer.kd_epoch(job, augmented, device, epochs + 1, peer_dir)
+            runs["peer_plain"], _ = peer.kd_epoch(job, TensorDataset(images, labels), device, epochs + 1, peer_dir)
             peer_note = PEER_FAIRNESS.format(threads=torch.get_num_threads(), peer=peer_name,
                                              ce=kd.ce_weight, kd=kd.kd_weight, T=kd.T)
         except peer.PeerUnavailable as e:
             peer_name, peer_note = None, str(e)
         print(f"  peer: {peer_name or peer_note}", flush=True)
         times = interleaved_seconds(runs, epochs, device)
-    ours, bare = times["ours"], times["bare"]
-    table = Table(["KD epoch, resnet34 -> resnet18", "s / epoch", "images/s", "vs bare loop (throughput)"],
+    # the warm-up round's epoch left out, as in the times
+    wait = {name: statistics.median(w[1:]) for name, w in waits.items()}
+    steps = -(-n // batch)
+    bare = times["bare"]
+    table = Table(["KD epoch, resnet34 -> resnet18", "s / epoch", "images/s", "vs bare loop (throughput)",
+                   "waiting for data (ms / step)"],
                   title=f"Framework overhead and peer at {size} px, {n} images, batch {batch}, {classes} classes "
                         f"(epochs interleaved, median of {epochs})")
-    table.add("bare PyTorch loop (tensors in memory)", round(bare, 2), round(n / bare), "1.00")
-    table.add("rsdistill trainer (augmentation, loss dict, logging)", round(ours, 2), round(n / ours),
-              f"{bare / ours:.2f}")
+    table.add("bare PyTorch loop (tensors in memory)", round(bare, 2), round(n / bare), "1.00", "")
+    rows = [("ours", "rsdistill trainer, augmenting (its defaults)"),
+            ("peer", f"{peer_name} DistillationBox, augmenting (the same transform)"),
+            ("ours_plain", "rsdistill trainer, no augmentation"),
+            ("peer_plain", f"{peer_name} DistillationBox, tensors in memory")]
+    for key, label in rows:
+        if key in times:
+            table.add(label, round(times[key], 2), round(n / times[key]), f"{bare / times[key]:.2f}",
+                      f"{1000 * wait[key] / steps:.1f}" if key in wait else "")
     if "peer" in times:
-        table.add(f"{peer_name} DistillationBox (tensors in memory)", round(times["peer"], 2),
-                  round(n / times["peer"]), f"{bare / times['peer']:.2f}")
-        table.notes.append(f"`peer_ratio` (our images/s over {peer_name}'s): {times['peer'] / ours:.2f}")
+        table.notes.append(f"`peer_ratio` (our images/s over {peer_name}'s, both augmenting): "
+                           f"{times['peer'] / times['ours']:.2f}; neither augmenting: "
+                           f"{times['peer_plain'] / times['ours_plain']:.2f}")
+    table.notes.append("Waiting for data: the time the trainer's steps spent getting their batch (augmentation from "
+                       "the decoded cache, collation, the copy to the device), as `time/data_wait_s` in a run's "
+                       "metrics.")
     table.notes.append(f"Peer ({peer_name or 'torchdistill'}): {peer_note}")
-    return table, {"ours_s": ours, "bare_s": bare, "peer_s": times.get("peer"), "images": n,
-                   "peer": peer_name, "peer_note": peer_note}
+    return table, {"ours_s": times["ours"], "ours_plain_s": times["ours_plain"], "bare_s": bare,
+                   "peer_s": times.get("peer"), "peer_plain_s": times.get("peer_plain"), "images": n,
+                   "peer": peer_name, "peer_note": peer_note, "data_wait_share": wait["ours"] / times["ours"]}
 
 
 PEER_FAIRNESS = (
@@ -267,14 +303,17 @@ PEER_FAIRNESS = (
     "mode, teacher in eval mode (torchdistill runs its frozen teacher under torch.no_grad, rsdistill under "
     "torch.inference_mode); its KDLoss with alpha = our ce_weight, beta = our kd_weight and our T "
     "({ce:g} x CE + {kd:g} x T^2 x KL at T {T:g}, batch mean); the same SGD (lr, momentum, weight decay) on "
-    "the student alone, torch's default implementation. {peer} reads the bare loop's float tensors from "
-    "memory through the DataLoader it builds (shuffled, no workers, no augmentation) and per step also "
-    "builds its I/O dicts and runs its loss wrappers; it is run without its example scripts' metric "
-    "logging (a loss.item() per step). rsdistill per step also augments every image afresh from the "
-    "decoded uint8 cache (random crop, flips, RS augmentation; on the CPU in the training process itself), "
-    "normalises inside the models, sets the lr, checks that the loss is finite (each step on the CPU), "
-    "sums the losses and top-1: the comparison leans towards the peer. On a GPU both copy each batch "
-    "from pinned memory."
+    "the student alone, each toolkit's default implementation of it (rsdistill: torch's fused kernel where "
+    "the device has it, the same update as the loop; {peer}: torch's default, a loop on the CPU: the "
+    "'train.optimizer_impl=for_loop' speed option measures the difference). Augmenting, {peer} reads the "
+    "same decoded uint8 images through the DataLoader it builds (shuffled, no workers) from a Dataset "
+    "applying rsdistill's training transform per image (random crop, flips, RS augmentation), as "
+    "rsdistill's loader does; without augmentation it reads the bare loop's float tensors, and rsdistill "
+    "its decoded images with crop padding 0 and no flips. Per step {peer} also builds its I/O dicts and "
+    "runs its loss wrappers; it is run without its example scripts' metric logging (a loss.item() per "
+    "step). rsdistill per step also normalises inside the models, sets the lr, checks that the loss is "
+    "finite (each step on the CPU), sums the losses and top-1 and times its wait for data. On a GPU both "
+    "copy each batch from pinned memory."
 )
 
 
@@ -283,7 +322,8 @@ SPEED_OPTIONS = [
     ("defaults", {}, {}, "any"),
     ("train.channels_last", {}, {"channels_last": True}, "any"),
     ("train.optimizer_impl=foreach", {}, {"optimizer_impl": "foreach"}, "any"),
-    ("train.optimizer_impl=fused", {}, {"optimizer_impl": "fused"}, "any"),
+    # torch's own choice (a loop on the CPU): the defaults take the fused kernel where it exists
+    ("train.optimizer_impl=for_loop", {}, {"optimizer_impl": "for_loop"}, "any"),
     ("data.gpu_augment", {"gpu_augment": True}, {}, "any"),
     ("train.amp (bfloat16)", {}, {"amp": True, "amp_dtype": "bfloat16"}, "cuda"),
     ("train.amp (float16 + grad scaler)", {}, {"amp": True, "amp_dtype": "float16"}, "cuda"),
@@ -372,6 +412,10 @@ def bench_speed_options(root: Path, size: int, epochs: int, device: torch.device
     return table, ratios
 
 
+def ratio(slower_s: float | None, faster_s: float) -> float | None:
+    return round(slower_s / faster_s, 2) if slower_s else None
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} ({device})"
@@ -404,8 +448,9 @@ def main() -> int:
         cache_table, cache = bench_teacher_cache(aid, 64, epochs=1 if quick else 2, device=device)
         print(cache_table.to_markdown())
         print("framework overhead ...", flush=True)
-        # three interleaved rounds in both runs: the peer ratio is the noisiest of the figures
-        overhead_table, overhead = bench_overhead(aid, 64, epochs=3, device=device, peer_dir=args.peer_deps)
+        # the peer ratios are the noisiest of the figures (a few per cent from run to run): more rounds
+        overhead_table, overhead = bench_overhead(aid, 64, epochs=3 if quick else 6, device=device,
+                                                  peer_dir=args.peer_deps)
         print(overhead_table.to_markdown())
         print("speed options ...", flush=True)
         speed_table, speed = bench_speed_options(aid, 32 if quick else 64, epochs=1 if quick else 2, device=device)
@@ -423,14 +468,22 @@ def main() -> int:
         "kd_cached_over_alone": round(cache["cached_s"] / cache["alone_s"], 2),
         "kd_live_over_alone": round(cache["live_s"] / cache["alone_s"], 2),
         "overhead_ratio": round(overhead["bare_s"] / overhead["ours_s"], 2),
+        # the same without augmentation (the bare loop does none)
+        "overhead_ratio_no_augmentation": round(overhead["bare_s"] / overhead["ours_plain_s"], 2),
         "isdm_over_kd": round(step["isdm"] / step["kd"], 2),
         "device": device_name(device),
         "speed_options": speed,
-        # ours images/s over torchdistill's on the same KD job (> 1: we are faster)
-        "peer_ratio": round(overhead["peer_s"] / overhead["ours_s"], 2) if overhead["peer_s"] else None,
+        # our images/s over torchdistill's on the same KD job (> 1: we are faster): both augmenting
+        # every image with the same transform, and neither augmenting
+        "peer_ratio": ratio(overhead["peer_s"], overhead["ours_s"]),
+        "peer_ratio_no_augmentation": ratio(overhead["peer_plain_s"], overhead["ours_plain_s"]),
+        # the share of our (augmenting) KD epoch its steps spent waiting for their batch
+        "data_wait_share": round(overhead["data_wait_share"], 3),
         "peer": overhead["peer"],
         "peer_images_per_s": ({"rsdistill": round(overhead["images"] / overhead["ours_s"], 1),
-                               "torchdistill": round(overhead["images"] / overhead["peer_s"], 1)}
+                               "torchdistill": round(overhead["images"] / overhead["peer_s"], 1),
+                               "rsdistill, no augmentation": round(overhead["images"] / overhead["ours_plain_s"], 1),
+                               "torchdistill, no augmentation": round(overhead["images"] / overhead["peer_plain_s"], 1)}
                               if overhead["peer_s"] else None),
         "peer_ratio_note": overhead["peer_note"],
     }

@@ -1,11 +1,13 @@
 """The speed options (issue 9, part 3): augmentation on the device, the teacher under
-inference_mode, the optimizer's implementation, mixed precision and torch.compile. Each must leave
-the run's meaning unchanged; none is timed here (benchmarks/run.py measures them)."""
+inference_mode, the optimizer's implementation, mixed precision and torch.compile; and the time a
+step waits for data. Each option must leave the run's meaning unchanged; none is timed here
+(benchmarks/run.py measures them)."""
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from collections import Counter
 
 import pytest
@@ -16,9 +18,11 @@ from rsdistill.config import DataConfig, TrainConfig, build_config
 from rsdistill.data.datamodule import DataModule
 from rsdistill.data.device_augment import DeviceBatches, RandomViews, crop_flip_rotate
 from rsdistill.data.transforms import train_transform
+from rsdistill.distillers import registry
 from rsdistill.engine.checkpoint import model_record
-from rsdistill.engine.speed import amp_dtype, apply_compile, compile_models, needs_grad_scaler
-from rsdistill.engine.trainer import build_optimizer
+from rsdistill.engine.speed import amp_dtype, apply_compile, compile_models, needs_grad_scaler, optimizer_options
+from rsdistill.engine.trainer import Trainer, build_optimizer
+from rsdistill.models import build_model
 
 from .conftest import TINY, build_distiller, calibrate_teacher, fixed_batch, run_cli
 
@@ -84,18 +88,24 @@ def test_random_device_views_have_the_distribution_of_the_cpu_transform(padding_
         assert chi2 < 112.3
 
 
-def test_device_views_apply_the_drawn_crop_and_flips_as_torchvision_does():
+@pytest.mark.parametrize("padding_mode", ["reflect", "zeros"])
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_device_views_apply_the_drawn_crop_and_flips_as_torchvision_does(padding_mode, dtype):
+    """Pixel for pixel, in the dtype given (the decoded uint8 images are augmented before their
+    conversion to float)."""
     x = torch.randint(0, 256, (5, 3, 12, 12), dtype=torch.uint8)
     top, left = torch.tensor([0, 1, 2, 3, 4]), torch.tensor([4, 0, 2, 1, 3])
     hflip, vflip = torch.tensor([1, 0, 1, 0, 1]).bool(), torch.tensor([0, 0, 1, 1, 0]).bool()
     rot = torch.tensor([0, 1, 2, 3, 1])
-    out = crop_flip_rotate(x.float() / 255, 12, 2, top, left, hflip, vflip, rot)
+    out = crop_flip_rotate(x.to(dtype), 12, 2, top, left, hflip, vflip, rot, padding_mode=padding_mode)
+    assert out.dtype == dtype
     for i in range(5):
-        v = TF.crop(TF.pad(x[i], [2], padding_mode="reflect"), int(top[i]), int(left[i]), 12, 12)
+        pad_mode = "reflect" if padding_mode == "reflect" else "constant"
+        v = TF.crop(TF.pad(x[i], [2], padding_mode=pad_mode), int(top[i]), int(left[i]), 12, 12)
         v = TF.horizontal_flip(v) if hflip[i] else v
         v = TF.vertical_flip(v) if vflip[i] else v
         v = torch.rot90(v, int(rot[i]), dims=(-2, -1))
-        assert torch.equal(out[i], v.float() / 255), i
+        assert torch.equal(out[i], v.to(dtype)), i
 
 
 def test_without_decoded_images_device_augmentation_falls_back_with_a_warning(scenes, caplog):
@@ -157,6 +167,29 @@ def test_foreach_and_fused_sgd_take_the_same_step_as_the_loop(impl):
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_by_default_sgd_takes_the_fused_kernel_on_the_cpu_and_the_same_step_as_the_loop():
+    steps = {}
+    for name in ("for_loop", "auto"):
+        d = build_distiller("kd")
+        opt = build_optimizer(d, build_config({"train": {"optimizer_impl": name}}))
+        assert all(g["fused"] for g in opt.param_groups) == (name == "auto")
+        for _ in range(2):
+            opt.zero_grad()
+            sum(d.forward_train(fixed_batch())[1].values()).backward()
+            opt.step()
+        steps[name] = [p.detach().clone() for p in d.student.parameters()]
+    for a, b in zip(steps["for_loop"], steps["auto"]):
+        assert torch.allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_auto_leaves_the_choice_to_torch_where_a_parameter_cannot_take_the_fused_kernel():
+    auto = TrainConfig()
+    assert optimizer_options(auto, [torch.zeros(2)]) == {"fused": True}
+    assert optimizer_options(auto, [torch.zeros(2), torch.zeros(2, device="meta")]) == {}
+    assert optimizer_options(auto, [torch.zeros(2, dtype=torch.int64)]) == {}
+    assert optimizer_options(TrainConfig(optimizer_impl="for_loop"), [torch.zeros(2)]) == {"foreach": False}
+
+
 def test_amp_uses_bfloat16_where_it_can_and_scales_gradients_only_for_float16():
     assert amp_dtype(TrainConfig(amp=True), CPU) == torch.bfloat16
     assert not needs_grad_scaler(TrainConfig(amp=True), CPU)
@@ -190,3 +223,53 @@ def test_a_run_takes_the_speed_options(capsys, scenes, tmp_path):
                            "--set", *TINY, "train.channels_last=true", "train.optimizer_impl=foreach",
                            "data.gpu_augment=true", "data.rs_aug=true")
     assert code == 0, err
+
+
+# ---------------------------------------------------------------------- the data path's share of a step
+class SlowLoader:
+    """A loader whose every batch keeps the training step waiting ``delay`` seconds."""
+
+    def __init__(self, loader, delay: float):
+        self.loader, self.delay = loader, delay
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for batch in self.loader:
+            time.sleep(self.delay)
+            yield batch
+
+
+def kd_trainer(scenes, tmp_path) -> Trainer:
+    cfg = build_config({"data": {"root": str(scenes), "image_size": 16}, "method": {"name": "kd", "warmup_epochs": 0},
+                        "train": {"epochs": 1, "batch_size": 16, "progress": False}}).resolve()
+    data = DataModule(cfg.data, cfg.seed)
+    torch.manual_seed(0)
+    d = registry.get("kd")(build_model("resnet20", data.info.num_classes),
+                           build_model("resnet8x4", data.info.num_classes), cfg.method, data.info)
+    return Trainer(cfg, d, data, tmp_path, CPU)
+
+
+def test_an_epoch_reports_how_long_its_steps_waited_for_data(scenes, tmp_path, monkeypatch):
+    trainer = kd_trainer(scenes, tmp_path)
+    t0 = time.perf_counter()
+    quick = trainer.train_epoch(1)["time/data_wait_s"]
+    epoch = time.perf_counter() - t0
+    assert 0 < quick < epoch
+    fast_loader = trainer.data.train_loader
+    monkeypatch.setattr(trainer.data, "train_loader", lambda *a, **k: SlowLoader(fast_loader(*a, **k), 0.2))
+    slow = trainer.train_epoch(2)["time/data_wait_s"]
+    batches = len(fast_loader(16, 0))
+    assert slow >= 0.2 * batches > quick
+
+
+def test_a_runs_metrics_hold_the_data_waits_share_of_each_epochs_training_time(capsys, scenes, tmp_path):
+    code, _, err = run_cli(capsys, "train", "--data", scenes, "--model", "resnet20", "--out", tmp_path / "r",
+                           "--set", *TINY, "train.epochs=2")
+    assert code == 0, err
+    lines = train_lines(tmp_path / "r")
+    for line in lines:
+        assert 0 < line["time/data_wait_s"] < line["time/train_s"]
+        assert line["time/data_wait_share"] == pytest.approx(line["time/data_wait_s"] / line["time/train_s"])
+    assert "waiting for data" in err

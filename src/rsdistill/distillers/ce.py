@@ -27,5 +27,5 @@ class CrossEntropy(Distiller[CEConfig]):
     summary = "plain cross-entropy (no teacher): what `rsdistill train` uses"
 
     def forward_train(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        logits = self.student(batch["image"]).logits
+        logits = self.student.logits(batch["image"])
         return logits, {"ce": self.ce_loss(logits, batch["label"])}

@@ -292,7 +292,7 @@ class ISDM(Distiller[ISDMConfig]):
     def forward_train(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         cfg = self.cfg
         image, labels = batch["image"], batch["label"]
-        logits = self.student(image).logits
+        logits = self.student.logits(image)
         v = ls_view(cfg, logits, self.teacher_logits(batch), cfg.T, cfg.gamma)
         teacher_logits = v.teacher
         parts = self.soft_targets(teacher_logits, labels)

@@ -62,7 +62,9 @@ def build_optimizer(distiller: Distiller, cfg: RunConfig) -> torch.optim.Optimiz
     groups = [{"params": [p for p in distiller.student.parameters() if p.requires_grad],
                "weight_decay": t.weight_decay}]
     groups += distiller.extra_param_groups(t.weight_decay)
-    return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, nesterov=t.nesterov, **optimizer_options(t))
+    params = [p for g in groups for p in g["params"]]
+    return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, nesterov=t.nesterov,
+                           **optimizer_options(t, params))
 
 
 def lr_factor(step: int, steps_per_epoch: int, milestones: list[int], decay: float,
@@ -218,10 +220,19 @@ class Trainer:
             eta = eta_note(self.state.seconds, self.state.epoch, cfg.train.epochs)
             bar = tqdm(total=len(loader), desc=f"epoch {epoch}/{cfg.train.epochs}" + (f" ({eta})" if eta else ""),
                        leave=False, unit="batch", dynamic_ncols=True, disable=None)
-        for batch in loader:
+        # The data path's share of the epoch: time blocked on the loader (decoding, augmentation,
+        # collation), the copy to the device and the teacher-cache lookup, as the host sees it.
+        data_wait = 0.0
+        batches = iter(loader)
+        while True:
+            t_data = time.perf_counter()
+            batch = next(batches, None)
+            if batch is None:
+                break
             batch = move(batch, self.device, cfg.train.channels_last)
             if self.teacher_cache is not None:
                 batch["teacher_logits"] = self.teacher_cache.lookup(batch["index"], batch["view"])
+            data_wait += time.perf_counter() - t_data
             with self._autocast():
                 logits, losses = self._train_step(batch)
             total = sum(losses.values())
@@ -268,9 +279,11 @@ class Trainer:
             out = {f"train/{k}": t / max(c, 1) for k, (t, c) in totals.items() if k != "/top1"}
             t, c = totals["/top1"]
             out["train/top1"] = 100.0 * t / max(c, 1)
-            return out
-        out = {f"train/{k}": float(v) / max(seen, 1) for k, v in sums.items()}
-        out["train/top1"] = 100.0 * float(correct) / max(seen, 1)
+        else:
+            out = {f"train/{k}": float(v) / max(seen, 1) for k, v in sums.items()}
+            out["train/top1"] = 100.0 * float(correct) / max(seen, 1)
+        # this process's wait (process 0's is the one logged)
+        out["time/data_wait_s"] = data_wait
         return out
 
     def check_weights_finite(self, epoch: int) -> None:
@@ -296,6 +309,7 @@ class Trainer:
             record.update(self.train_epoch(epoch))
             # the training steps alone (time/epoch_s adds the test pass): the cost per iteration
             record["time/train_s"] = time.perf_counter() - t0
+            record["time/data_wait_share"] = record["time/data_wait_s"] / max(record["time/train_s"], 1e-9)
             # Process 0's BatchNorm statistics (and other buffers) in every process: the model
             # evaluated is the one saved, and a resumed run starts where every process was.
             broadcast_buffers(self.ctx, {"student": self.distiller.student, **self.distiller.extra_modules()})
@@ -332,9 +346,11 @@ class Trainer:
                 save_checkpoint(self.ckpt_dir / "last.pt", payload)
             sel = "val" if self.data.has_val else "test"
             log.info(
-                "epoch %d/%d  lr %.4g  loss %.4f  train %.1f%%  test top-1 %.2f%% top-5 %.2f%%%s  (%.1fs%s)",
+                "epoch %d/%d  lr %.4g  loss %.4f  train %.1f%%  test top-1 %.2f%% top-5 %.2f%%%s  "
+                "(%.1fs, waiting for data %.0f%%%s)",
                 epoch, cfg.train.epochs, lr, record["train/loss"], record["train/top1"], test["top1"],
                 test["top5"], f"  val top-1 {selected['top1']:.2f}%" if sel == "val" else "", dt,
+                100 * record["time/data_wait_share"],
                 eta_note(st.seconds, st.epoch, cfg.train.epochs, prefix=", run "),
             )
         return self.state
