@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rsdistill.analysis.compare import changed_most, confusion_matrix, per_class_accuracy
-from rsdistill.analysis.curves import epoch_curves, seconds_per_iteration
+from rsdistill.analysis.curves import data_wait_share, epoch_curves, seconds_per_iteration
 from rsdistill.analysis.embeddings import default_perplexity, subsample, tsne_2d
 from rsdistill.analysis.fidelity import class_correlation, correlation_difference, softmax
 from rsdistill.analysis.similarity import class_centres, inter_class_similarity, mean_off_diagonal
@@ -125,6 +125,13 @@ def test_seconds_per_iteration_by_hand():
     assert math.isnan(seconds_per_iteration([{"epoch": 1}], 40, 16))
     # the training steps' own time, where logged, rather than the epoch's with its test pass
     assert seconds_per_iteration([{"time/train_s": 1.5, "time/epoch_s": 9.0}], 40, 16) == pytest.approx(0.5)
+
+
+def test_the_data_waits_share_is_over_the_epochs_that_logged_it():
+    records = [{"time/train_s": 4.0, "time/data_wait_s": 1.0}, {"time/train_s": 6.0, "time/data_wait_s": 0.5},
+               {"time/train_s": 9.0}]  # an epoch without the wait (an older run) is left out
+    assert data_wait_share(records) == pytest.approx(1.5 / 10.0)
+    assert math.isnan(data_wait_share(RECORDS))
 
 
 # ------------------------------------------------------------------ soft labels (Fig. 5)

@@ -76,6 +76,7 @@ def test_two_jobs_finish_with_the_results_of_one_and_the_tables_hold_the_cells_n
         assert losses[0] == losses[1], cell
         record = json.loads((parallel / "cells" / f"{cell}.json").read_text())
         assert record["status"] == "finished" and record["cost"]["seconds_per_iteration"] > 0
+        assert 0 < record["cost"]["data_wait_share"] < 1
         assert record["cost"]["peak_rss_mb"] > 0
 
     out = parallel
@@ -87,6 +88,9 @@ def test_two_jobs_finish_with_the_results_of_one_and_the_tables_hold_the_cells_n
         assert rows[label]["8:2 top-1 (%)"] == mean_std(top1[row])
         assert rows[label]["8:2 top-5 (%)"] == mean_std(top5[row])
         assert rows[label]["8:2 seeds"] == "2"
+        shares = [json.loads((out / "cells" / f"{c}.json").read_text())["cost"]["data_wait_share"]
+                  for c in CELLS if f"/{row}/" in c]
+        assert float(rows[label]["data wait (%)"]) == pytest.approx(100 * sum(shares) / 2, abs=0.06)
     delta = sum(top1["kd"]) / 2 - sum(top1["alone"]) / 2
     assert rows["KD"]["8:2 Δ vs alone"] == f"{delta:+.2f}" and rows["student alone"]["8:2 Δ vs alone"] == "—"
     assert rows["student alone"]["8:2 Δ vs KD"] == f"{sum(top1['alone']) / 2 - sum(top1['kd']) / 2:+.2f}"

@@ -1,5 +1,5 @@
-"""Numbers read from a run's logs: per-epoch curves (test top-1 and each loss term) and the
-training cost per iteration (article Fig. 8)."""
+"""Numbers read from a run's logs: per-epoch curves (test top-1 and each loss term), the
+training cost per iteration (article Fig. 8) and the share of it spent waiting for data."""
 
 from __future__ import annotations
 
@@ -35,3 +35,13 @@ def seconds_per_iteration(records: list[dict[str, Any]], num_train: int, batch_s
     if not times or num_train <= 0:
         return float("nan")
     return sum(times) / len(times) / steps_per_epoch(num_train, batch_size)
+
+
+def data_wait_share(records: list[dict[str, Any]]) -> float:
+    """The share of the training steps' time (``time/train_s``) spent waiting for batches
+    (``time/data_wait_s``), over the epochs that logged both. NaN without such epochs (runs from
+    before the wait was logged)."""
+    pairs = [(r["time/data_wait_s"], r["time/train_s"]) for r in records
+             if isinstance(r.get("time/data_wait_s"), (int, float)) and isinstance(r.get("time/train_s"), (int, float))]
+    total = sum(t for _, t in pairs)
+    return sum(w for w, _ in pairs) / total if total > 0 else float("nan")

@@ -167,12 +167,26 @@ def seconds_per_iteration(run_dir: Path, batch_size: int) -> float | None:
     return None if math.isnan(spi) else spi
 
 
+def data_wait_share(run_dir: Path) -> float | None:
+    """The share of the training steps' time spent waiting for data (analysis.curves)."""
+    from ..analysis.curves import data_wait_share as share
+    from ..engine.runlog import read_jsonl
+
+    try:
+        value = share(read_jsonl(run_dir / "metrics.jsonl"))
+    except (OSError, ValueError):
+        return None
+    return None if math.isnan(value) else value
+
+
 def cost(record: dict[str, Any], run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
     attempts = record["attempts"]
     peaks = [a["peak_rss_mb"] for a in attempts if a.get("peak_rss_mb") is not None]
     cuda = [a["peak_cuda_mb"] for a in attempts if a.get("peak_cuda_mb") is not None]
     spi = seconds_per_iteration(run_dir, config["train"]["batch_size"])
+    wait = data_wait_share(run_dir)
     return {"seconds_per_iteration": None if spi is None else round(spi, 5),
+            "data_wait_share": None if wait is None else round(wait, 4),
             "peak_rss_mb": max(peaks) if peaks else None,
             "peak_cuda_mb": max(cuda) if cuda else None,
             "wall_seconds": round(sum(a.get("wall_seconds", 0.0) for a in attempts), 2),

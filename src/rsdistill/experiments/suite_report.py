@@ -194,7 +194,7 @@ def grid_table(title: str, first: str, rows: list[tuple[str, str]], man: dict[st
     for sp in splits:
         sp = "test" if sp == "published" else sp  # the dataset's own test set (not a published number)
         columns += [f"{sp} top-1 (%)", f"{sp} top-5 (%)", *[f"{sp} {label}" for _, label in refs], f"{sp} seeds"]
-    columns += ["ms/iter", "peak RAM (MB)", "train (min/run)"]
+    columns += ["ms/iter", "data wait (%)", "peak RAM (MB)", "train (min/run)"]
     table = Table(columns, title=title, notes=[settings_line(settings)])
     rows_json = []
     for row, label in rows:
@@ -215,7 +215,7 @@ def grid_table(title: str, first: str, rows: list[tuple[str, str]], man: dict[st
             row_json["splits"][sp] = js
         cost = row_cost([r for sp in splits for r in groups[(sp, row)].finished])
         row_json["cost"] = cost
-        cells += [cost["ms_per_iteration"], cost["peak_rss_mb"], cost["train_minutes_per_run"]]
+        cells += [cost["ms_per_iteration"], cost["data_wait_pct"], cost["peak_rss_mb"], cost["train_minutes_per_run"]]
         table.add(*cells)
         rows_json.append(row_json)
     students = [i for i, (row, _) in enumerate(rows) if row != "teacher"]
@@ -227,8 +227,11 @@ def grid_table(title: str, first: str, rows: list[tuple[str, str]], man: dict[st
 def row_cost(finished: list[CellResult]) -> dict[str, Any]:
     spi = [r.cost["seconds_per_iteration"] for r in finished if r.cost.get("seconds_per_iteration") is not None]
     rss = [r.cost["peak_rss_mb"] for r in finished if r.cost.get("peak_rss_mb") is not None]
+    # the share of the steps' time spent waiting for batches: where the data path is the bottleneck
+    wait = [r.cost["data_wait_share"] for r in finished if r.cost.get("data_wait_share") is not None]
     secs = [r.metrics["seconds"] for r in finished if isinstance(r.metrics.get("seconds"), (int, float))]
     return {"ms_per_iteration": round(1000 * statistics.mean(spi), 2) if spi else None,
+            "data_wait_pct": round(100 * statistics.mean(wait), 1) if wait else None,
             "peak_rss_mb": round(max(rss)) if rss else None,
             "train_minutes_per_run": round(statistics.mean(secs) / 60, 2) if secs else None}
 
