@@ -19,17 +19,19 @@
    (``peer_ratio`` = our images/s over torchdistill's, both augmenting every image with the same
    transform; ``peer_ratio_no_augmentation``, neither augmenting; see ``peer_torchdistill.py``),
    with the time the trainer's steps waited for data (``data_wait_share``). The epochs alternate,
-   in a rotating order, after a warm-up.
+   in a rotating order, after a warm-up. At 64 px, and with ``make bench`` also at 224 px
+   (``at_224px``).
 4. Method cost: wall time and peak memory of a training step (student forward/backward + teacher
    forward + the method's losses) for every registered method, relative to KD
-   (``isdm_over_kd``).
+   (``isdm_over_kd``), each method in a fresh process so that the peak memory (RSS, or allocated
+   GPU memory on CUDA) is its own.
 5. Speed options (``speed_options``): the trainer's KD epoch with each option of issue 9 part 3
    switched on alone, against the defaults: ``train.channels_last``, ``train.optimizer_impl``
    foreach / for_loop (the defaults take the fused kernel), ``data.gpu_augment``; on CUDA also ``train.amp`` (bfloat16, and float16 with
    its gradient scaler), ``train.compile`` and cudnn's autotuner off; and, as micro-benchmarks, the
    teacher's forward under ``torch.inference_mode`` against ``torch.no_grad`` and a batch's copy to
    the device from pinned against pageable memory (CUDA). Options that do not apply on the CPU are
-   listed as skipped. ``--device cuda`` runs sections 2, 3 and 5 on the GPU (the summary records
+   listed as skipped. ``--device cuda`` runs sections 2 to 5 on the GPU (the summary records
    the device's name).
 Numbers are ratios measured in the same process, one after another; absolute times depend on the
 machine and are printed for reference only. ``peer_ratio`` is null, with the reason, unless
@@ -42,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import platform
 import resource
 import statistics
@@ -49,6 +52,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import peer_torchdistill as peer  # benchmarks/ (this script's folder) is on sys.path
@@ -94,49 +98,82 @@ def bench_pipeline(root: Path, size: int, repeats: int) -> Table:
     return table
 
 
-def bench_methods(size: int, batch: int, steps: int, classes: int = 30) -> Table:
+def method_step_cost(name: str, size: int, batch: int, steps: int, classes: int, device: str,
+                     threads: int) -> dict[str, float | int | None]:
+    """One method's training step (student forward/backward + teacher forward + its losses + SGD),
+    run in a fresh process so that its peak memory is its own: the median step time after a
+    warm-up step, the process's peak RSS and, on CUDA, the peak of allocated GPU memory."""
+    torch.set_num_threads(threads)
+    dev = torch.device(device)
     info = DataInfo([f"c{i}" for i in range(classes)], size, torch.arange(512) % classes,
                     [f"c{i % classes}/{i}.png" for i in range(512)])
     g = torch.Generator().manual_seed(0)
     data = {"image": torch.rand(batch, 3, size, size, generator=g), "label": torch.arange(batch) % classes,
             "index": torch.arange(batch)}
     data["image_strong"] = torch.rand(batch, 3, size, size, generator=g)
-    results, peaks = {}, {}
-    for name in ["ce", *registry.names()]:
-        cls = registry.get(name)
-        cfg = build_config({"method": {"name": name}, "train": {"epochs": 100}}).resolve()
-        method_cfg = cls.resolve_config(cfg.method, RunContext("resnet18", "resnet34", classes, 100))
-        torch.manual_seed(0)
-        teacher = build_model("resnet34", classes) if cls.requires_teacher else None
-        d = cls(build_model("resnet18", classes), teacher, method_cfg, info)
-        d.set_epoch(50)
-        d.train()
-        opt = build_optimizer(d, cfg)
-        for g_ in opt.param_groups:
-            g_["lr"] = 1e-3
-        ts = []
-        for i in range(steps + 1):
-            t0 = time.perf_counter()
-            _, losses = d.forward_train(data)
-            loss = sum(losses.values())
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if i:  # the first step warms up allocators and caches
-                ts.append(time.perf_counter() - t0)
-        results[name] = statistics.median(ts)
-        peaks[name] = peak_rss_mib()
-        print(f"  {name:10s} {1000 * results[name]:8.1f} ms/step", flush=True)
-    table = Table(["method", "ms / step", "vs KD", "vs student alone (ce)", "process peak RSS (MiB)"],
-                  title=f"Training step, resnet34 -> resnet18, {size} px, batch {batch}, {classes} classes "
-                        "(peak RSS is the process's high-water mark so far: it only grows)")
-    for name, t in results.items():
-        table.add(name, round(1000 * t, 1), f"{t / results['kd']:.2f}x", f"{t / results['ce']:.2f}x", peaks[name])
-    return table, results
+    data = {k: v.to(dev) for k, v in data.items()}
+    cls = registry.get(name)
+    cfg = build_config({"method": {"name": name}, "train": {"epochs": 100}}).resolve()
+    method_cfg = cls.resolve_config(cfg.method, RunContext("resnet18", "resnet34", classes, 100))
+    torch.manual_seed(0)
+    teacher = build_model("resnet34", classes) if cls.requires_teacher else None
+    d = cls(build_model("resnet18", classes), teacher, method_cfg, info).to(dev)
+    d.set_epoch(50)
+    d.train()
+    opt = build_optimizer(d, cfg)
+    for g_ in opt.param_groups:
+        g_["lr"] = 1e-3
+    ts = []
+    for i in range(steps + 1):
+        synchronize(dev)
+        t0 = time.perf_counter()
+        _, losses = d.forward_train(data)
+        loss = sum(losses.values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        synchronize(dev)
+        if i:  # the first step warms up allocators and caches
+            ts.append(time.perf_counter() - t0)
+    cuda = round(torch.cuda.max_memory_allocated(dev) / 2**20) if dev.type == "cuda" else None
+    return {"seconds": statistics.median(ts), "peak_rss_mib": peak_rss_mib(), "peak_cuda_mib": cuda}
+
+
+def bench_methods(size: int, batch: int, steps: int, classes: int = 30,
+                  device: torch.device = CPU) -> tuple[Table, dict[str, float]]:
+    """Every registered method's step against KD and the student alone, each in a fresh process."""
+    costs = {}
+    spawn = multiprocessing.get_context("spawn")  # a clean process: no memory of earlier methods
+    with ProcessPoolExecutor(max_workers=1, mp_context=spawn, max_tasks_per_child=1) as pool:
+        for name in ["ce", *registry.names()]:
+            costs[name] = pool.submit(method_step_cost, name, size, batch, steps, classes, str(device),
+                                      torch.get_num_threads()).result()
+            print(f"  {name:10s} {1000 * costs[name]['seconds']:8.1f} ms/step, peak RSS "
+                  f"{costs[name]['peak_rss_mib']} MiB", flush=True)
+    memory = "peak GPU memory allocated (MiB)" if device.type == "cuda" else "peak RSS of its process (MiB)"
+    key = "peak_cuda_mib" if device.type == "cuda" else "peak_rss_mib"
+    table = Table(["method", "ms / step", "vs KD", "vs student alone (ce)", memory, "memory vs ce (MiB)"],
+                  title=f"Training step on {device_name(device)}, resnet34 -> resnet18, {size} px, batch {batch}, "
+                        f"{classes} classes (each method in a fresh process)")
+    seconds = {name: c["seconds"] for name, c in costs.items()}
+    for name, c in costs.items():
+        table.add(name, round(1000 * c["seconds"], 1), f"{c['seconds'] / seconds['kd']:.2f}x",
+                  f"{c['seconds'] / seconds['ce']:.2f}x", c[key], f"{c[key] - costs['ce'][key]:+d}")
+    return table, seconds
 
 
 def peak_rss_mib() -> int:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    """This process's peak resident memory. On Linux its memory map's own high-water mark
+    (VmHWM): ``ru_maxrss`` would also count the parent's memory at the fork, which survives the
+    exec of a spawned process."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024)  # kB
+    except OSError:
+        pass
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(rss / 2**20 if sys.platform == "darwin" else rss / 1024)  # bytes on macOS, KiB on Linux
 
 
 def synchronize(device: torch.device) -> None:
@@ -412,6 +449,21 @@ def bench_speed_options(root: Path, size: int, epochs: int, device: torch.device
     return table, ratios
 
 
+def overhead_figures(o: dict) -> dict[str, float | None]:
+    """The summary's figures from one ``bench_overhead`` measurement."""
+    return {
+        "overhead_ratio": ratio(o["bare_s"], o["ours_s"]),
+        # the same without augmentation (the bare loop does none)
+        "overhead_ratio_no_augmentation": ratio(o["bare_s"], o["ours_plain_s"]),
+        # our images/s over torchdistill's on the same KD job (> 1: we are faster): both augmenting
+        # every image with the same transform, and neither augmenting
+        "peer_ratio": ratio(o["peer_s"], o["ours_s"]),
+        "peer_ratio_no_augmentation": ratio(o["peer_plain_s"], o["ours_plain_s"]),
+        # the share of our (augmenting) KD epoch its steps spent waiting for their batch
+        "data_wait_share": round(o["data_wait_share"], 3),
+    }
+
+
 def ratio(slower_s: float | None, faster_s: float) -> float | None:
     return round(slower_s / faster_s, 2) if slower_s else None
 
@@ -426,7 +478,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", type=Path)
-    ap.add_argument("--device", default="cpu", help="where sections 2, 3 and 5 train: cpu, cuda, cuda:N")
+    ap.add_argument("--device", default="cpu", help="where sections 2 to 5 train: cpu, cuda, cuda:N")
     ap.add_argument("--peer-deps", type=Path, default=peer.DEPS_DIR,
                     help="folder holding torchdistill (make bench installs it there with --no-deps)")
     args = ap.parse_args()
@@ -452,11 +504,20 @@ def main() -> int:
         overhead_table, overhead = bench_overhead(aid, 64, epochs=3 if quick else 6, device=device,
                                                   peer_dir=args.peer_deps)
         print(overhead_table.to_markdown())
+        tables_224, overhead_224 = [], None
+        if not quick:  # ImageNet's size: about 12 times the work per image, so fewer images and rounds
+            print("framework overhead at 224 px ...", flush=True)
+            aid224 = Path(tmp) / "aid_like_224"
+            generate_dataset(aid224, classes=23, per_class=6, size=224, seed=0)
+            table_224, overhead_224 = bench_overhead(aid224, 224, epochs=3, device=device, peer_dir=args.peer_deps)
+            print(table_224.to_markdown())
+            tables_224.append(table_224)
         print("speed options ...", flush=True)
         speed_table, speed = bench_speed_options(aid, 32 if quick else 64, epochs=1 if quick else 2, device=device)
         print(speed_table.to_markdown())
     print("method cost ...", flush=True)
-    methods, step = bench_methods(size=32 if quick else 64, batch=16 if quick else 64, steps=3 if quick else 8)
+    methods, step = bench_methods(size=32 if quick else 64, batch=16 if quick else 64, steps=3 if quick else 8,
+                                  device=device)
     print(methods.to_markdown())
     pipe_speedup = pipe.rows[0][2] / pipe.rows[1][2]
     summary = {
@@ -467,18 +528,11 @@ def main() -> int:
         "teacher_cache_speedup": round(cache["live_s"] / cache["cached_s"], 2),
         "kd_cached_over_alone": round(cache["cached_s"] / cache["alone_s"], 2),
         "kd_live_over_alone": round(cache["live_s"] / cache["alone_s"], 2),
-        "overhead_ratio": round(overhead["bare_s"] / overhead["ours_s"], 2),
-        # the same without augmentation (the bare loop does none)
-        "overhead_ratio_no_augmentation": round(overhead["bare_s"] / overhead["ours_plain_s"], 2),
+        # at 64 px; the same figures at 224 px under "at_224px" (make bench only)
+        **overhead_figures(overhead),
         "isdm_over_kd": round(step["isdm"] / step["kd"], 2),
         "device": device_name(device),
         "speed_options": speed,
-        # our images/s over torchdistill's on the same KD job (> 1: we are faster): both augmenting
-        # every image with the same transform, and neither augmenting
-        "peer_ratio": ratio(overhead["peer_s"], overhead["ours_s"]),
-        "peer_ratio_no_augmentation": ratio(overhead["peer_plain_s"], overhead["ours_plain_s"]),
-        # the share of our (augmenting) KD epoch its steps spent waiting for their batch
-        "data_wait_share": round(overhead["data_wait_share"], 3),
         "peer": overhead["peer"],
         "peer_images_per_s": ({"rsdistill": round(overhead["images"] / overhead["ours_s"], 1),
                                "torchdistill": round(overhead["images"] / overhead["peer_s"], 1),
@@ -486,12 +540,13 @@ def main() -> int:
                                "torchdistill, no augmentation": round(overhead["images"] / overhead["peer_plain_s"], 1)}
                               if overhead["peer_s"] else None),
         "peer_ratio_note": overhead["peer_note"],
+        "at_224px": overhead_figures(overhead_224) if overhead_224 else None,
     }
     header = (f"# Benchmarks ({'quick' if quick else 'full'})\n\n"
               f"`python benchmarks/run.py{' --quick' if quick else ''}` on {platform.machine()}, "
               f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, "
               f"{time.strftime('%Y-%m-%d')}. Ratios are measured side by side in one process.\n\n")
-    tables = (pipe, cache_table, overhead_table, speed_table, methods)
+    tables = (pipe, cache_table, overhead_table, *tables_224, speed_table, methods)
     out.write_text(header + "\n".join(t.to_markdown() for t in tables))
     summary_file = Path(__file__).parent / "results" / "summary.json"
     summary_file.parent.mkdir(exist_ok=True)

@@ -41,6 +41,21 @@ def test_forward_train_returns_logits_and_finite_named_losses(name):
     assert all(v.dim() == 0 and torch.isfinite(v) for v in losses.values())
 
 
+@pytest.mark.parametrize("name", [m for m in METHODS if registry.get(m).requires_teacher])
+def test_the_teacher_runs_before_the_student(name):
+    """While the teacher's forward runs, the student's activations saved for the backward pass are
+    not yet alive: at 224 px on the CPU this made a KD step 8 % faster (benchmarks/run.py)."""
+    d = make(name)
+    d.train()
+    calls = []
+    for who, model in (("teacher", d.teacher), ("student", d.student)):
+        for module in model.modules():
+            module.register_forward_pre_hook(lambda *_, who=who: calls.append(who))
+    d.forward_train(batch_for(d))
+    assert "teacher" in calls and "student" in calls
+    assert calls.index("teacher") < calls.index("student")
+
+
 # Methods that use the teacher's features build connectors from the shapes at the run's real input
 # size: they are also built and trained on the torchvision pair at 32-256 px.
 FEATURE_SIZES = {"torchvision": ("resnet34", "resnet18", (32, 64, 224, 256)), "cifar": ("resnet32x4", "resnet8x4", (32, 64, 256))}

@@ -101,8 +101,8 @@ class AT(Distiller[ATConfig]):
 
     def forward_train(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         image, label = batch["image"], batch["label"]
-        out = self.student(image)
         t_stages = self.teacher_forward(image).features.stages
+        out = self.student(image)
         losses = self.stage_losses(out.features.stages, t_stages)
         for j, loss in zip(self.stages, losses):
             self.log_mean(f"at/stage{j + 1}", loss)

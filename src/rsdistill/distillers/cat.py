@@ -115,8 +115,8 @@ class CATKD(Distiller[CATConfig]):
 
     def forward_train(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         image, label = batch["image"], batch["label"]
-        s_out = self.student(image)
         t_out = self.teacher_forward(image)
+        s_out = self.student(image)
         loss = cat_loss(self.cams(s_out.features), self.cams(t_out.features), self.cfg.normalize)
         logits = s_out.logits
         return logits, {"ce": self.ce_loss(logits, label), "cat": self.warmup() * self.cfg.beta * loss}

@@ -186,8 +186,8 @@ class CRD(Distiller[CRDConfig]):
     def forward_train(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         cfg = self.cfg
         image, label, index = batch["image"], batch["label"], batch["index"]
-        s_out = self.student(image)
         t_out = self.teacher_forward(image)
+        s_out = self.student(image)
         index = index.to(self.memory.memory_s.device).long()
         # Scores of exp(. / 0.07) overflow half precision: the contrast runs in float32.
         with torch.autocast(image.device.type, enabled=False):

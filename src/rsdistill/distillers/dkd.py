@@ -84,9 +84,10 @@ class DKD(Distiller[DKDConfig]):
     def forward_train(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         cfg = self.cfg
         image, labels = batch["image"], batch["label"]
+        teacher_logits = self.teacher_logits(batch)
         logits = self.student.logits(image)
         # With LS the whole DKD term is multiplied by ls_weight (DKD has no single weight).
-        v = ls_view(cfg, logits, self.teacher_logits(batch), cfg.T, 1.0)
+        v = ls_view(cfg, logits, teacher_logits, cfg.T, 1.0)
         tckd, nckd = decoupled_kl_per_sample(v.student, v.teacher, labels, v.T)
         w = self.warmup() * v.weight
         self.log_mean("tckd", tckd)

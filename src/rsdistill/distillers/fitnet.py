@@ -107,8 +107,8 @@ class FitNet(Distiller[FitNetConfig]):
 
     def forward_train(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         image, label = batch["image"], batch["label"]
-        out = self.student(image)
         t_map = self.teacher_forward(image).features.stages[self.t_stage]
+        out = self.student(image)
         hint = self.hint_loss(out.features.stages[self.s_stage], t_map)
         return out.logits, {
             "ce": self.ce_loss(out.logits, label),

@@ -292,8 +292,9 @@ class ISDM(Distiller[ISDMConfig]):
     def forward_train(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         cfg = self.cfg
         image, labels = batch["image"], batch["label"]
+        zt = self.teacher_logits(batch)
         logits = self.student.logits(image)
-        v = ls_view(cfg, logits, self.teacher_logits(batch), cfg.T, cfg.gamma)
+        v = ls_view(cfg, logits, zt, cfg.T, cfg.gamma)
         teacher_logits = v.teacher
         parts = self.soft_targets(teacher_logits, labels)
         q = parts["q"] if cfg.is_grad_from_kd else parts["q"].detach()

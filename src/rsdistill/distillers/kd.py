@@ -36,8 +36,8 @@ class KD(Distiller[KDConfig]):
 
     def forward_train(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         image, label = batch["image"], batch["label"]
-        logits = self.student.logits(image)
         teacher_logits = self.teacher_logits(batch)
+        logits = self.student.logits(image)
         v = ls_view(self.cfg, logits, teacher_logits, self.cfg.T, self.cfg.kd_weight)
         kd = v.weight * softened_kl(v.student, v.teacher, v.T)
         return logits, {

@@ -129,9 +129,9 @@ class MLLD(Distiller[MLLDConfig]):
         n = weak.shape[0]
         # The student sees each view as its own batch (its BN statistics, as in the released code);
         # the frozen teacher takes both at once.
+        zt_all = self.teacher_forward(torch.cat([weak, strong])).logits.float()
         logits_w, logits_s = self.student.logits(weak), self.student.logits(strong)
         logits_all = torch.cat([logits_w, logits_s])
-        zt_all = self.teacher_forward(torch.cat([weak, strong])).logits.float()
         sample_mask, class_mask = confidence_masks(zt_all[:n], cfg.confidence_mask)
 
         zs_all = logits_all.float()

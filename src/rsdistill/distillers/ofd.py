@@ -168,8 +168,8 @@ class OFD(Distiller[OFDConfig]):
 
     def forward_train(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         image, label = batch["image"], batch["label"]
-        out = self.student(image)
         t_pre = self.teacher_forward(image).features.preact
+        out = self.student(image)
         dists = self.stage_distances(out.features.preact, t_pre)
         n = len(dists)
         total = sum(d / 2 ** (n - 1 - j) for j, d in enumerate(dists))

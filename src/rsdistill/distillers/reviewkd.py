@@ -174,13 +174,15 @@ class ReviewKD(Distiller[ReviewKDConfig]):
     def forward_train(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         image, label = batch["image"], batch["label"]
         n = self.num_levels
+        # The pooled level's BatchNorm cannot normalise a batch of one 1x1 map (a last, partial
+        # batch of one image): that batch trains with CE only.
+        ce_only = image.shape[0] < 2 and self.training
+        t_out = None if ce_only else self.teacher_forward(image)
         s_out = self.student(image)
-        if image.shape[0] < 2 and self.training:
-            # The pooled level's BatchNorm cannot normalise a batch of one 1x1 map (a last, partial
-            # batch of one image): that batch trains with CE only.
+        if t_out is None:
             review = s_out.logits.new_zeros(())
         else:
-            t_levels = self.teacher_levels(self.teacher_forward(image).features)[-n:]
+            t_levels = self.teacher_levels(t_out.features)[-n:]
             results = self.fuse(self.student_levels(s_out.features)[-n:])
             review = hcl_loss(results, t_levels)
         weight = self.warmup() * self.cfg.weight

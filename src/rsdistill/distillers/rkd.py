@@ -122,8 +122,8 @@ class RKD(Distiller[RKDConfig]):
 
     def forward_train(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         image, label = batch["image"], batch["label"]
-        out = self.student(image)
         t_emb = self.teacher_forward(image).features.pooled
+        out = self.student(image)
         rel = self.relation_losses(out.features.pooled, t_emb)
         w = self.warmup()
         return out.logits, {

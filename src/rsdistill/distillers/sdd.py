@@ -108,8 +108,8 @@ class SDD(Distiller[SDDConfig]):
     def forward_train(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         cfg = self.cfg
         image, labels = batch["image"], batch["label"]
-        s_out = self.student(image)
         t_out = self.teacher_forward(image)
+        s_out = self.student(image)
         with torch.no_grad():
             zt = region_logits(t_out.features.last_map, self.teacher.classifier, cfg.scales,
                                t_out.logits).float()
