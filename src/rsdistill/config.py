@@ -197,8 +197,9 @@ class TrainConfig(Section):
     # torch.compile of the student and the teacher (CUDA only: ignored with a warning on the CPU,
     # where compiling costs more than it saves on these runs). Checkpoints keep the plain keys.
     compile: bool = False
-    # The SGD implementation: "auto" is the fused kernel where the device has it (the CPU, CUDA;
-    # the same update as the loop), else torch's choice; "foreach" and "fused" force one.
+    # The SGD implementation: "auto" is torch's choice (foreach on CUDA, a loop on the CPU);
+    # "foreach" and "fused" update all parameters in a few kernels (the same update up to
+    # rounding: faster, but not bit for bit the numbers of an "auto" run).
     optimizer_impl: Literal["auto", "foreach", "fused", "for_loop"] = "auto"
     deterministic: bool = False
     progress: bool = True

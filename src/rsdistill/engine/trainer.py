@@ -62,9 +62,7 @@ def build_optimizer(distiller: Distiller, cfg: RunConfig) -> torch.optim.Optimiz
     groups = [{"params": [p for p in distiller.student.parameters() if p.requires_grad],
                "weight_decay": t.weight_decay}]
     groups += distiller.extra_param_groups(t.weight_decay)
-    params = [p for g in groups for p in g["params"]]
-    return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, nesterov=t.nesterov,
-                           **optimizer_options(t, params))
+    return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, nesterov=t.nesterov, **optimizer_options(t))
 
 
 def lr_factor(step: int, steps_per_epoch: int, milestones: list[int], decay: float,
