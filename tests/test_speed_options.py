@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections import Counter
 
@@ -19,7 +20,7 @@ from rsdistill.data.datamodule import DataModule
 from rsdistill.data.device_augment import DeviceBatches, RandomViews, crop_flip_rotate
 from rsdistill.data.transforms import train_transform
 from rsdistill.distillers import registry
-from rsdistill.engine.checkpoint import model_record
+from rsdistill.engine.checkpoint import model_record, read_checkpoint
 from rsdistill.engine.speed import amp_dtype, apply_compile, compile_models, needs_grad_scaler, optimizer_options
 from rsdistill.engine.trainer import Trainer, build_optimizer
 from rsdistill.models import build_model
@@ -207,6 +208,36 @@ def test_a_run_takes_the_speed_options(capsys, scenes, tmp_path):
                            "--set", *TINY, "train.channels_last=true", "train.optimizer_impl=foreach",
                            "data.gpu_augment=true", "data.rs_aug=true")
     assert code == 0, err
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_every_method_trains_under_bfloat16_autocast(name):
+    """train.amp on the CPU (bfloat16): finite losses, and finite gradients for the student and
+    every extra module (a method computing a term in float32 does so inside autocast)."""
+    d = build_distiller(name, classes=5, train_labels=torch.arange(16) % 5)
+    d.train()
+    batch = fixed_batch(16, classes=5, strong="two_views" in d.needs)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, losses = d.forward_train(batch)
+        total = sum(losses.values())
+    assert all(torch.isfinite(v.float()) for v in losses.values())
+    total.backward()
+    params = [*d.student.parameters(), *(p for m in d.extra_modules().values() for p in m.parameters())]
+    grads = [p.grad for p in params if p.requires_grad]
+    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("amp_dtype", ["bfloat16", "float16"])
+def test_a_distillation_run_trains_in_mixed_precision(capsys, scenes, teacher_run, tmp_path, amp_dtype):
+    """float16 takes the gradient scaler (its state is saved with the checkpoint); both finish."""
+    out = tmp_path / amp_dtype
+    code, _, err = run_cli(capsys, "-q", "distill", "--data", scenes, "--teacher", teacher_run, "--student",
+                           "resnet20", "--method", "isdm", "--out", out, "--set", *TINY, "train.epochs=2",
+                           "train.amp=true", f"train.amp_dtype={amp_dtype}")
+    assert code == 0, err
+    assert all(math.isfinite(line["train/loss"]) for line in train_lines(out))
+    scaler = read_checkpoint(out / "checkpoints" / "last.pt")["train_state"]["grad_scaler"]
+    assert bool(scaler) == (amp_dtype == "float16") and (not scaler or scaler["scale"] > 0)
 
 
 # ---------------------------------------------------------------------- the data path's share of a step
