@@ -46,7 +46,6 @@ import argparse
 import json
 import multiprocessing
 import platform
-import resource
 import statistics
 import sys
 import tempfile
@@ -59,6 +58,7 @@ import peer_torchdistill as peer  # benchmarks/ (this script's folder) is on sys
 import torch
 from torch.utils.data import TensorDataset
 
+from rsdistill.analysis.curves import steps_per_epoch
 from rsdistill.config import DataConfig, build_config
 from rsdistill.data.datamodule import DataModule
 from rsdistill.data.info import DataInfo
@@ -69,6 +69,7 @@ from rsdistill.engine.seeding import configure_determinism, resolve_device
 from rsdistill.engine.speed import optimizer_options
 from rsdistill.engine.teacher_cache import load_or_build
 from rsdistill.engine.trainer import Trainer, build_optimizer
+from rsdistill.experiments.suite_cell import peak_rss_mb
 from rsdistill.models import build_model
 from rsdistill.reports.tables import Table
 from rsdistill.synth import generate_dataset
@@ -136,7 +137,7 @@ def method_step_cost(name: str, size: int, batch: int, steps: int, classes: int,
         if i:  # the first step warms up allocators and caches
             ts.append(time.perf_counter() - t0)
     cuda = round(torch.cuda.max_memory_allocated(dev) / 2**20) if dev.type == "cuda" else None
-    return {"seconds": statistics.median(ts), "peak_rss_mib": peak_rss_mib(), "peak_cuda_mib": cuda}
+    return {"seconds": statistics.median(ts), "peak_rss_mib": round(peak_rss_mb()), "peak_cuda_mib": cuda}
 
 
 def bench_methods(size: int, batch: int, steps: int, classes: int = 30,
@@ -160,20 +161,6 @@ def bench_methods(size: int, batch: int, steps: int, classes: int = 30,
         table.add(name, round(1000 * c["seconds"], 1), f"{c['seconds'] / seconds['kd']:.2f}x",
                   f"{c['seconds'] / seconds['ce']:.2f}x", c[key], f"{c[key] - costs['ce'][key]:+d}")
     return table, seconds
-
-
-def peak_rss_mib() -> int:
-    """This process's peak resident memory. On Linux its memory map's own high-water mark
-    (VmHWM): ``ru_maxrss`` would also count the parent's memory at the fork, which survives the
-    exec of a spawned process."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024)  # kB
-    except OSError:
-        pass
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(rss / 2**20 if sys.platform == "darwin" else rss / 1024)  # bytes on macOS, KiB on Linux
 
 
 def synchronize(device: torch.device) -> None:
@@ -306,7 +293,7 @@ def bench_overhead(root: Path, size: int, epochs: int, device: torch.device = CP
         times = interleaved_seconds(runs, epochs, device)
     # the warm-up round's epoch left out, as in the times
     wait = {name: statistics.median(w[1:]) for name, w in waits.items()}
-    steps = -(-n // batch)
+    steps = steps_per_epoch(n, batch)
     bare = times["bare"]
     table = Table(["KD epoch, resnet34 -> resnet18", "s / epoch", "images/s", "vs bare loop (throughput)",
                    "waiting for data (ms / step)"],

@@ -65,14 +65,11 @@ def differing_settings(requested: dict[str, Any], stored: dict[str, Any], strict
 def run_or_resume(cfg, run_dir: Path) -> dict[str, Any]:
     """Finished runs are read back, interrupted ones resumed, missing ones started; a run
     directory made with other settings is an error, never silently reused."""
-    import yaml
-
+    from .rundir import stored_config
     from .single import is_finished, run
 
-    stored_file = run_dir / "config.yaml"
-    if stored_file.is_file():
-        stored = yaml.safe_load(stored_file.read_text()) or {}
-        diffs = differing_settings(cfg.resolve().to_dict(), stored)
+    if (run_dir / "config.yaml").is_file():
+        diffs = differing_settings(cfg.resolve().to_dict(), stored_config(run_dir))
         if diffs:
             raise RsDistillError(f"'{run_dir}' holds a run made with other settings ({'; '.join(diffs)}): "
                                  "use another --out, or delete that run directory to redo it")

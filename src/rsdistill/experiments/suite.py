@@ -26,12 +26,10 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import ConfigError, RsDistillError
 from ..io import atomic_write_json, atomic_write_text
 from .collect import differing_settings
-from .rundir import RunDirectoryInUse, RunLock, check_outside_data
+from .rundir import RunDirectoryInUse, RunLock, check_outside_data, stored_config
 from .suite_cell import run_cell
 from .suite_plan import Cell, SuiteFolder, manifest, plan, suite_yaml
 from .suite_spec import load_suite
@@ -113,7 +111,7 @@ def check_unchanged(cells: list[Cell], folder: SuiteFolder, suite_path: str) -> 
         if old is not None:
             diffs = differing_settings(cell.config, old, strict=True)
         if not diffs:
-            diffs = differing_settings(cell.config, yaml.safe_load(run_config.read_text()) or {})
+            diffs = differing_settings(cell.config, stored_config(Path(cell.run_dir)))
         if diffs:
             changed.append((cell.id, diffs))
     if changed:

@@ -139,8 +139,16 @@ def cpu_seconds() -> float:
 
 
 def peak_rss_mb() -> float:
+    """This process's peak resident memory in MiB. On Linux its memory map's own high-water mark
+    (VmHWM): ``ru_maxrss`` also keeps the parent's peak across the exec of a spawned process."""
     import resource
 
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
 
@@ -153,38 +161,30 @@ def peak_cuda_mb() -> float | None:
     return round(torch.cuda.max_memory_allocated() / 2**20, 1)
 
 
-def seconds_per_iteration(run_dir: Path, batch_size: int) -> float | None:
-    """The training steps' time per iteration over the run's logged epochs (analysis.curves)."""
-    from ..analysis.curves import seconds_per_iteration as per_iteration
+def step_costs(run_dir: Path, batch_size: int) -> tuple[float | None, float | None]:
+    """From the run's metrics.jsonl, read once: the training steps' time per iteration and the
+    share of it spent waiting for data (analysis.curves); None for what the logs do not give."""
+    from ..analysis.curves import data_wait_share, seconds_per_iteration
     from ..engine.runlog import read_jsonl
 
     try:
         records = read_jsonl(run_dir / "metrics.jsonl")
-        num_train = json.loads((run_dir / "split.json").read_text())["counts"]["train"]
-    except (OSError, ValueError, KeyError):
-        return None
-    spi = per_iteration(records, num_train, batch_size)
-    return None if math.isnan(spi) else spi
-
-
-def data_wait_share(run_dir: Path) -> float | None:
-    """The share of the training steps' time spent waiting for data (analysis.curves)."""
-    from ..analysis.curves import data_wait_share as share
-    from ..engine.runlog import read_jsonl
-
-    try:
-        value = share(read_jsonl(run_dir / "metrics.jsonl"))
     except (OSError, ValueError):
-        return None
-    return None if math.isnan(value) else value
+        return None, None
+    try:
+        num_train = json.loads((run_dir / "split.json").read_text())["counts"]["train"]
+        spi = seconds_per_iteration(records, num_train, batch_size)
+    except (OSError, ValueError, KeyError):
+        spi = math.nan
+    wait = data_wait_share(records)
+    return (None if math.isnan(spi) else spi), (None if math.isnan(wait) else wait)
 
 
 def cost(record: dict[str, Any], run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
     attempts = record["attempts"]
     peaks = [a["peak_rss_mb"] for a in attempts if a.get("peak_rss_mb") is not None]
     cuda = [a["peak_cuda_mb"] for a in attempts if a.get("peak_cuda_mb") is not None]
-    spi = seconds_per_iteration(run_dir, config["train"]["batch_size"])
-    wait = data_wait_share(run_dir)
+    spi, wait = step_costs(run_dir, config["train"]["batch_size"])
     return {"seconds_per_iteration": None if spi is None else round(spi, 5),
             "data_wait_share": None if wait is None else round(wait, 4),
             "peak_rss_mb": max(peaks) if peaks else None,

@@ -19,8 +19,8 @@ from typing import Any
 
 from ..deploy import profile as prof
 from ..io import atomic_write_json
-from .rundir import stored_config
 from ..reports.tables import Table
+from .rundir import stored_config
 
 log = logging.getLogger("rsdistill")
 
@@ -141,7 +141,6 @@ def _named_cost(name: str, classes: int, size: int, cache: dict[str, Any]) -> tu
     cost, notes = prof.quick_cost(build_model(name, classes), name, size)
     return key, asdict(cost) | {"macs": cost.macs, "checkpoint": None, "num_classes": classes,
                                 "threads": torch.get_num_threads(), "notes": notes}
-
 
 
 def _image_size(run_dir: Path) -> int | None:

@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from ..io import atomic_write_json
-from .rundir import stored_config
 from ..reports.html import ReportSection, write_html, write_markdown
 from ..reports.tables import Table, mean_std
+from .rundir import stored_config
 from .suite_plan import Cell, SuiteFolder
 from .suite_profile import caption as cost_caption
 from .suite_profile import cost_table, profile_suite
@@ -275,7 +275,6 @@ def table_settings(man: dict[str, Any], dataset: str, results: list[CellResult],
                      else f"best epoch, selected on {'/'.join(selected) or 'test'} (accuracy on that split)"),
         "best_selected_on": selected,
     }
-
 
 
 def settings_line(s: dict[str, Any]) -> str:
