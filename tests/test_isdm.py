@@ -19,6 +19,7 @@ from rsdistill.distillers.isdm import (
     er_optimal_shift,
     level_entropy_weights,
     level_shift,
+    margin_values,
     scaled_soft_label,
     scaler_input,
 )
@@ -497,3 +498,67 @@ def test_dm_alone_uses_the_shift_a_perfect_scaler_would_learn_and_each_half_chan
               {"full": full, "wo_is": wo_is, "wo_dm": wo_dm, "kd": kd}.items()}
     aligns = [values["full"]["align"], values["wo_is"]["align"], values["wo_dm"]["align"], values["kd"]["kd"]]
     assert len({round(v.item(), 4) for v in aligns}) == 4
+
+
+# ---------------------------------------------------------------- where the margin acts (issue 21)
+def _cfg(**method):
+    return build_config({"method": {"name": "isdm", **method}}).method
+
+
+def test_margin_on_teacher_right_and_positive_sign_restrict_the_coupled_margin_by_hand():
+    shift = torch.tensor([1.0, -2.0, 0.5, -0.25])
+    right = torch.tensor([True, False, True, True])
+    kw = dict(shift=shift, difficulty=torch.zeros(4), teacher_correct=right, T=4.0, kappa=0.5)
+    # m_i = -kappa T a_i = -2 a_i
+    assert margin_values(_cfg(), **kw).tolist() == [-2.0, 4.0, -1.0, 0.5]
+    assert margin_values(_cfg(margin_on="teacher_right"), **kw).tolist() == [-2.0, 0.0, -1.0, 0.5]
+    assert margin_values(_cfg(margin_sign="positive"), **kw).tolist() == [0.0, 4.0, 0.0, 0.5]
+    assert margin_values(_cfg(margin_on="teacher_right", margin_sign="positive"), **kw).tolist() == [0, 0, 0, 0.5]
+    assert margin_values(_cfg(margin="none"), **kw).tolist() == [0.0] * 4
+    assert margin_values(_cfg(margin="fixed", m=3, margin_on="teacher_right"), **kw).tolist() == [3, 0, 3, 3]
+
+
+def test_kappa_end_anneals_kappa_linearly_over_the_runs_epochs():
+    d = make("isdm", kappa_end=0.0)  # built through resolve_config with a 10-epoch run
+    assert d.cfg.anneal_epochs == 10
+    seen = []
+    for epoch in (1, 4, 10, 12):
+        d.set_epoch(epoch)
+        seen.append(d.kappa_now())
+    assert seen == pytest.approx([0.5, 0.5 * 6 / 9, 0.0, 0.0])
+    assert make("isdm").cfg.anneal_epochs is None  # constant kappa: nothing resolved
+    zt = torch.tensor([[0.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
+    parts = {"p_t": F.softmax(zt, 1), "a": torch.tensor([1.0])}
+    d.set_epoch(4)
+    assert d.margins(zt, torch.tensor([0]), parts).tolist() == pytest.approx([-(0.5 * 6 / 9) * 4.0])
+
+
+def test_gap_hinge_asks_the_students_own_gap_to_reach_the_scaled_labels_gap_by_hand():
+    """r_i = z_t[y] - max_{c != y} z_t + T a_i; loss = mean relu(r_i - d_s,i)."""
+    zt = torch.tensor([[3.0, 1.0, 0.0, 0, 0, 0], [0.0, 2.0, 1.0, 0, 0, 0]])
+    y = torch.tensor([0, 0])
+    a = torch.tensor([0.0, 0.5])  # r = [2, -2 + 4 * 0.5] = [2, 0]
+    zs = torch.tensor([[1.0, 0.0, 0.0, 0, 0, 0], [-1.0, 0.0, 0.0, 0, 0, 0]])  # own gaps [1, -1]
+    assert make("isdm", margin_acts="gap").gap_hinge(zs, zt, y, a).item() == pytest.approx((1 + 1) / 2)
+    # the teacher is wrong on the second sample: only the first keeps its margin
+    assert make("isdm", margin_acts="gap", margin_on="teacher_right").gap_hinge(zs, zt, y, a).item() \
+        == pytest.approx(1 / 2)
+    zs_wide = torch.tensor([[5.0, 0.0, 0.0, 0, 0, 0], [1.0, 0.0, 0.0, 0, 0, 0]])
+    assert make("isdm", margin_acts="gap").gap_hinge(zs_wide, zt, y, a).item() == 0.0  # both reached
+
+
+def test_margin_acts_gap_keeps_is_alones_kl_and_adds_the_hinge_that_trains_the_student_only():
+    b = batch()
+    gap, alone = make("isdm", margin_acts="gap"), make("isdm", margin="none")
+    torch.manual_seed(5)
+    for p in gap.scaler.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    alone.load_state_dict(gap.state_dict())
+    _, lg = gap.forward_train(b)
+    _, la = alone.forward_train(b)
+    assert lg["align"].item() == pytest.approx(la["align"].item(), rel=1e-6)
+    assert lg["er"].item() == pytest.approx(la["er"].item(), rel=1e-6)
+    assert lg["gap"].item() > 0 and "gap" not in la
+    lg["gap"].backward()
+    assert all(p.grad is None or not p.grad.any() for p in gap.scaler.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in gap.student.parameters())

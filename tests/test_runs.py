@@ -392,3 +392,18 @@ def test_table_groups_seed_runs_into_mean_and_std_with_the_seed_count(capsys, tm
     assert rows[2].startswith("kd,") and ",2,65.50 ± 0.71," in rows[2] and "+3.50" in rows[2]
     code, _, err = run_cli(capsys, "table", *runs, "--group-seeds", "--baseline", tmp_path / "nope")
     _one_line_error(code, err, "nope", "not one of the tabulated settings")
+
+
+def test_eval_every_evaluates_every_nth_and_the_last_epoch_and_leaves_the_weights_unchanged(capsys, scenes,
+                                                                                          tmp_path):
+    args = ["train", "--data", scenes, "--model", "resnet8x4", "--seed", "3", "--set", *TINY[1:], "train.epochs=3"]
+    assert run_cli(capsys, *args, "--out", tmp_path / "every")[0] == 0
+    assert run_cli(capsys, *args, "train.eval_every=2", "--out", tmp_path / "sparse")[0] == 0
+    records = read_jsonl(tmp_path / "sparse" / "metrics.jsonl")
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    assert ["test/top1" in r for r in records] == [False, True, True]  # every 2nd epoch and the last
+    every, sparse = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("every", "sparse"))
+    assert sparse["top1"] == every["top1"] and sparse["top5"] == every["top5"]
+    w_every, w_sparse = (torch.load(tmp_path / d / "checkpoints" / "last.pt", weights_only=True)["model"]["state_dict"]
+                         for d in ("every", "sparse"))
+    assert all(torch.equal(w_every[k], w_sparse[k]) for k in w_every)

@@ -62,6 +62,22 @@ class ISDMConfig(LogitStandardization, DistillationSettings):
     # 0.5: measured best of {1, 0.5} on the CPU protocol (docs/isdm_search.md); 0 is IS alone.
     kappa: float = Field(0.5, ge=0, description="margin_source=scaling: m_i = -kappa T a_i (1: the student "
                                                 "is shifted as the teacher's label was, 0: IS alone)")
+    # Where and on which samples the margin acts (issue 21's search, docs/isdm_search.md).
+    margin_on: Literal["all", "teacher_right"] = Field(
+        "all", description="samples that get a margin: all, or only those the teacher classifies right "
+                           "(the others follow IS's scaled label fully)")
+    margin_sign: Literal["both", "positive"] = Field(
+        "both", description="keep both signs of the margin, or only the positive ones (easy samples); "
+                            "negative margins are set to 0")
+    margin_acts: Literal["kl", "gap"] = Field(
+        "kl", description="kl: the margin shifts the student's target logit inside the KL; gap: the KL "
+                          "aligns to IS's scaled label unshifted and a separate hinge asks the student's own "
+                          "target-vs-runner-up logit gap to reach the scaled label's gap, d_t + T a_i")
+    gap_weight: float = Field(1.0, ge=0, description="margin_acts=gap: weight of the gap hinge")
+    kappa_end: float | None = Field(None, ge=0, description="anneal kappa linearly from `kappa` at the first "
+                                                            "epoch to this value at the last (None: constant)")
+    anneal_epochs: int | None = Field(None, ge=1, description="the run's epochs, for kappa_end (filled in "
+                                                              "from the run)")
     is_input: Literal["sorted", "probs"] = Field(
         "sorted", description="scaler input: target-first sorted probabilities, or p_t in class order")
     is_grad_from_kd: bool = Field(False, description="let the alignment gradient reach the scaler")
@@ -147,6 +163,37 @@ def coupled_margin(shift: Tensor, T: float, kappa: float) -> Tensor:
     return -kappa * T * shift.detach()
 
 
+def margin_mask(cfg: ISDMConfig, m: Tensor, teacher_correct: Tensor) -> Tensor:
+    """1 where a sample keeps its margin: every sample, or (margin_on=teacher_right) only those
+    the teacher classifies right; with margin_sign=positive only positive margins."""
+    keep = torch.ones_like(m)
+    if cfg.margin_on == "teacher_right":
+        keep = keep * teacher_correct.to(m.dtype)
+    if cfg.margin_sign == "positive":
+        keep = keep * (m > 0).to(m.dtype)
+    return keep
+
+
+def margin_values(cfg: ISDMConfig, *, shift: Tensor | None, difficulty: Tensor, teacher_correct: Tensor,
+                  T: float, kappa: float) -> Tensor:
+    """The per-sample margins m_i (detached), the one place the margin rule is dispatched:
+    none (0), fixed (m), coupled to IS's shift (-kappa T a_i) or the batch z-score of the
+    difficulty (the first reconstruction); then restricted by margin_on / margin_sign."""
+    if cfg.margin == "none":
+        return torch.zeros_like(difficulty)
+    if cfg.margin == "fixed":
+        m = torch.full_like(difficulty, cfg.m)
+    elif cfg.margin_source == "scaling":
+        if shift is None:
+            raise ValueError("the coupled margin needs IS's shift")
+        m = coupled_margin(shift, T, kappa)
+    else:
+        m = dynamic_margin(difficulty, cfg.m, cfg.eps)
+    if cfg.margin_on == "all" and cfg.margin_sign == "both":
+        return m
+    return m * margin_mask(cfg, m, teacher_correct)
+
+
 def target_and_non_target_entropy(p: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     """p[y] (clamped away from 0 and 1) and the entropy of the renormalised non-target part of p."""
     mask = target_mask(p, labels)
@@ -208,6 +255,13 @@ class ISDM(Distiller[ISDMConfig]):
         self.scaler = InstanceScaler(info.num_classes, cfg.h, cfg.a_max) if cfg.scaling else None
 
     @classmethod
+    def resolve_config(cls, cfg: ISDMConfig, ctx) -> ISDMConfig:
+        cfg = super().resolve_config(cfg, ctx)
+        if cfg.kappa_end is not None and cfg.anneal_epochs is None:
+            cfg = cfg.model_copy(update={"anneal_epochs": ctx.epochs})
+        return cfg
+
+    @classmethod
     def extra_parameter_count(cls, cfg: ISDMConfig, num_classes: int) -> int:
         return InstanceScaler.parameter_count(num_classes, cfg.h) if cfg.scaling else 0
 
@@ -261,14 +315,38 @@ class ISDM(Distiller[ISDMConfig]):
         return target_logit(teacher_logits, labels) - max_non_target_logit(teacher_logits, labels)
 
     def margins(self, teacher_logits: Tensor, labels: Tensor, parts: dict[str, Tensor]) -> Tensor:
+        """m_i of the batch (detached); zero where the margin acts as the separate gap hinge."""
         cfg, p_t = self.cfg, parts["p_t"]
-        if cfg.margin == "none":
+        if cfg.margin_acts == "gap":
             return torch.zeros_like(p_t[:, 0])
-        if cfg.margin == "fixed":
-            return torch.full_like(p_t[:, 0], cfg.m)
-        if cfg.margin_source == "scaling":
-            return coupled_margin(self.target_shift(p_t, labels, parts), self.temperature, cfg.kappa)
-        return dynamic_margin(self.difficulty(teacher_logits, labels, p_t), cfg.m, cfg.eps)
+        shift = self.target_shift(p_t, labels, parts) if self._coupled else None
+        return margin_values(cfg, shift=shift, difficulty=self.difficulty(teacher_logits, labels, p_t),
+                             teacher_correct=teacher_logits.argmax(1) == labels, T=self.temperature,
+                             kappa=self.kappa_now())
+
+    @property
+    def _coupled(self) -> bool:
+        return self.cfg.margin == "dynamic" and self.cfg.margin_source == "scaling"
+
+    def kappa_now(self) -> float:
+        """kappa at this epoch: constant, or linear from ``kappa`` (epoch 1) to ``kappa_end`` (last)."""
+        cfg = self.cfg
+        if cfg.kappa_end is None:
+            return cfg.kappa
+        if cfg.anneal_epochs is None:
+            raise RuntimeError("isdm: kappa_end needs anneal_epochs (build methods through resolve_config)")
+        progress = min(1.0, (self.epoch - 1) / max(1, cfg.anneal_epochs - 1))
+        return cfg.kappa + (cfg.kappa_end - cfg.kappa) * progress
+
+    def gap_hinge(self, student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, a: Tensor) -> Tensor:
+        """margin_acts=gap: mean_i relu(r_i - d_s,i), r_i = d_t,i + T a_i the scaled label's
+        target-vs-runner-up logit gap (large for easy samples, negative where the teacher is wrong
+        and IS did not lift it past the runner-up), d_s,i the student's own gap."""
+        required = (target_logit(teacher_logits, labels) - max_non_target_logit(teacher_logits, labels)
+                    + self.temperature * a.detach())
+        keep = margin_mask(self.cfg, required, teacher_logits.argmax(1) == labels)
+        own = target_logit(student_logits, labels) - max_non_target_logit(student_logits, labels)
+        return (F.relu(required.detach() - own) * keep).mean()
 
     def target_shift(self, p_t: Tensor, labels: Tensor, parts: dict[str, Tensor]) -> Tensor:
         """IS's shift a_i of the teacher's tempered target logit: the scaler's output, or without
@@ -303,6 +381,9 @@ class ISDM(Distiller[ISDMConfig]):
             "ce": self.ce_loss(logits, labels),
             "align": self.warmup() * v.weight * self.alignment(v.student, labels, q, m),
         }
+        if cfg.margin_acts == "gap" and cfg.margin != "none":
+            losses["gap"] = self.warmup() * cfg.gap_weight * self.gap_hinge(
+                v.student, teacher_logits, labels, parts["a"])
         if "er" in parts:
             losses["er"] = cfg.beta * parts["er"]
         self._record(teacher_logits, labels, parts, m)
@@ -347,12 +428,12 @@ class ISDM(Distiller[ISDMConfig]):
         self.train(was_training)
         out = {k: torch.cat(v) for k, v in cols.items()}
         cfg = self.cfg
-        if cfg.margin == "dynamic" and cfg.margin_source == "scaling":
-            out["m"] = coupled_margin(out["shift"], self.temperature, cfg.kappa)
-        elif cfg.margin == "dynamic":
-            out["m"] = dynamic_margin(out["difficulty"], cfg.m, cfg.eps)
+        if cfg.margin_acts == "gap":
+            out["m"] = torch.zeros_like(out["a"])
         else:
-            out["m"] = torch.full_like(out["a"], cfg.m if cfg.margin == "fixed" else 0.0)
+            out["m"] = margin_values(cfg, shift=out["shift"], difficulty=out["difficulty"],
+                                     teacher_correct=out["teacher_correct"], T=self.temperature,
+                                     kappa=self.kappa_now())
         return out
 
     def on_train_end(self, run_dir: Path, train_eval_loader, device: torch.device) -> None:

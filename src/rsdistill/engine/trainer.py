@@ -312,14 +312,17 @@ class Trainer:
             # evaluated is the one saved, and a resumed run starts where every process was.
             broadcast_buffers(self.ctx, {"student": self.distiller.student, **self.distiller.extra_modules()})
             self.check_weights_finite(epoch)
-            self.last_test = self.evaluate(self.distiller, "test")
-            test = self.last_test.summary()
-            record.update({f"test/{k}": v for k, v in test.items()})
-            selected = test
-            if self.data.has_val:
-                val = self.evaluate(self.distiller, "val").summary()
-                record.update({f"val/{k}": v for k, v in val.items()})
-                selected = val
+            evaluated = epoch % cfg.train.eval_every == 0 or epoch == cfg.train.epochs
+            test = selected = None
+            if evaluated:
+                self.last_test = self.evaluate(self.distiller, "test")
+                test = self.last_test.summary()
+                record.update({f"test/{k}": v for k, v in test.items()})
+                selected = test
+                if self.data.has_val:
+                    val = self.evaluate(self.distiller, "val").summary()
+                    record.update({f"val/{k}": v for k, v in val.items()})
+                    selected = val
             scalars, hists = self.distiller.pop_diagnostics(
                 (lambda sums: reduce_sums(self.ctx, sums)) if self.ctx.enabled else None)
             record.update({f"diag/{k}": v for k, v in scalars.items()})
@@ -327,13 +330,15 @@ class Trainer:
             record["time/epoch_s"] = dt
             st = self.state
             st.epoch, st.seconds = epoch, st.seconds + dt
-            st.last = {"top1": test["top1"], "top5": test["top5"]}
-            improved = selected["top1"] > st.best_top1
-            if improved:
-                st.best_top1, st.best_epoch = selected["top1"], epoch
-                st.best_top5 = selected["top5"]
-            if not all(math.isfinite(v) for v in (test["loss"],)):
-                log.warning("epoch %d: test loss is not finite", epoch)
+            improved = False
+            if evaluated:
+                st.last = {"top1": test["top1"], "top5": test["top5"]}
+                improved = selected["top1"] > st.best_top1
+                if improved:
+                    st.best_top1, st.best_epoch = selected["top1"], epoch
+                    st.best_top5 = selected["top5"]
+                if not all(math.isfinite(v) for v in (test["loss"],)):
+                    log.warning("epoch %d: test loss is not finite", epoch)
             runlog.epoch(record, hists)
             if self.ctx.is_main:
                 payload = self._payload()
@@ -343,11 +348,14 @@ class Trainer:
                     save_checkpoint(self.ckpt_dir / "best.pt", payload)
                 save_checkpoint(self.ckpt_dir / "last.pt", payload)
             sel = "val" if self.data.has_val else "test"
+            if evaluated:
+                scores = "test top-1 %.2f%% top-5 %.2f%%%s" % (
+                    test["top1"], test["top5"], f"  val top-1 {selected['top1']:.2f}%" if sel == "val" else "")
+            else:
+                scores = f"(evaluated every {cfg.train.eval_every} epochs)"
             log.info(
-                "epoch %d/%d  lr %.4g  loss %.4f  train %.1f%%  test top-1 %.2f%% top-5 %.2f%%%s  "
-                "(%.1fs, waiting for data %.0f%%%s)",
-                epoch, cfg.train.epochs, lr, record["train/loss"], record["train/top1"], test["top1"],
-                test["top5"], f"  val top-1 {selected['top1']:.2f}%" if sel == "val" else "", dt,
+                "epoch %d/%d  lr %.4g  loss %.4f  train %.1f%%  %s  (%.1fs, waiting for data %.0f%%%s)",
+                epoch, cfg.train.epochs, lr, record["train/loss"], record["train/top1"], scores, dt,
                 100 * record["time/data_wait_share"],
                 eta_note(st.seconds, st.epoch, cfg.train.epochs, prefix=", run "),
             )
