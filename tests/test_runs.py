@@ -407,3 +407,42 @@ def test_eval_every_evaluates_every_nth_and_the_last_epoch_and_leaves_the_weight
     w_every, w_sparse = (torch.load(tmp_path / d / "checkpoints" / "last.pt", weights_only=True)["model"]["state_dict"]
                          for d in ("every", "sparse"))
     assert all(torch.equal(w_every[k], w_sparse[k]) for k in w_every)
+
+
+def test_table_flags_a_distilled_student_below_the_student_alone_with_its_teachers_margin(capsys, tmp_path):
+    def run(path, top1, method, model="resnet18", teacher=None):
+        fake_run(path, top1, method)
+        m = json.loads((path / "metrics.json").read_text())
+        m["model"] = model
+        if teacher is not None:
+            m["teacher"] = {"model": "resnet34", "top1": teacher, "top5": 99.0}
+        (path / "metrics.json").write_text(json.dumps(m))
+        return path
+
+    runs = [run(tmp_path / "alone" / f"seed{s}", v, "ce") for s, v in enumerate((62.0, 64.0))]
+    runs += [run(tmp_path / "kd" / f"seed{s}", v, "kd", teacher=65.0) for s, v in enumerate((61.0, 62.0))]
+    runs += [run(tmp_path / "isdm" / f"seed{s}", v, "isdm", teacher=65.0) for s, v in enumerate((66.0, 67.0))]
+    runs += [run(tmp_path / "small" / "seed0", 50.0, "kd", model="resnet8", teacher=65.0)]  # no alone of its own
+    code, out, err = run_cli(capsys, "table", *runs, "--group-seeds", "--out", tmp_path / "t")
+    assert code == 0, err
+    flags = [line for line in out.splitlines() if line.startswith("⚠")]
+    assert len(flags) == 1
+    assert flags[0].startswith("⚠ kd: top-1 61.50 is 1.50 below the student trained alone (63.00); "
+                               "its teacher (65.00) is +2.00 points from the student alone")
+    assert "⚠ kd:" in (tmp_path / "t.md").read_text()
+    # run by run, each KD seed is judged against the mean of the alone seeds
+    code, out, _ = run_cli(capsys, "table", *runs[:4])
+    assert [line.split(":")[0] for line in out.splitlines() if line.startswith("⚠")] == ["⚠ kd/seed0", "⚠ kd/seed1"]
+
+
+def test_distill_with_a_validation_split_reports_the_teachers_accuracy_on_it_before_training(capsys, scenes,
+                                                                                             tmp_path):
+    assert train(capsys, scenes, tmp_path / "t", "data.train_ratio=0.6", "data.val_ratio=0.2")[0] == 0
+    code, _, err = run_cli(capsys, "distill", "--data", scenes, "--teacher", tmp_path / "t", "--student",
+                           "resnet20", "--method", "kd", "--out", tmp_path / "kd", "--set", *TINY)
+    assert code == 0, err
+    teacher = json.loads((tmp_path / "kd" / "metrics.json").read_text())["teacher"]
+    val = json.loads((tmp_path / "t" / "metrics.jsonl").read_text().splitlines()[-1])["val/top1"]
+    assert teacher["val_top1"] == pytest.approx(val)
+    log = (tmp_path / "kd" / "train.log").read_text()
+    assert log.index("on the validation split") < log.index("epoch 1/1")

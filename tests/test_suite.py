@@ -344,3 +344,26 @@ def test_a_cell_killed_while_its_run_was_starting_starts_afresh(tmp_path):
     (run / "split.json").write_text("{}")
     restart_if_killed_while_starting(run)  # a run that got further is resumed, never cleared
     assert (run / "config.yaml").is_file()
+
+
+def test_the_report_flags_each_distilled_row_below_the_student_alone_per_split_with_the_teachers_margin():
+    from rsdistill.experiments.suite_report import below_alone_flags
+
+    class Mean:
+        def __init__(self, v):
+            self.v = v
+
+        def mean_top1(self):
+            return self.v
+
+    rows = [("teacher", "teacher"), ("alone", "student alone"), ("kd", "KD"), ("isdm", "ISDM")]
+    groups = {("8:2", "teacher"): Mean(81.6), ("8:2", "alone"): Mean(78.8), ("8:2", "kd"): Mean(77.0),
+              ("8:2", "isdm"): Mean(79.0),
+              ("5:5", "teacher"): Mean(70.0), ("5:5", "alone"): Mean(60.0), ("5:5", "kd"): Mean(None),
+              ("5:5", "isdm"): Mean(59.5)}
+    notes = below_alone_flags(rows, ["8:2", "5:5"], "alone", groups)
+    assert len(notes) == 2
+    assert notes[0].startswith("⚠ KD (8:2): top-1 77.00 is 1.80 below the student trained alone (78.80); "
+                               "its teacher (81.60) is +2.80 points")
+    assert notes[1].startswith("⚠ ISDM (5:5): top-1 59.50 is 0.50 below")  # a missing row is not judged
+    assert below_alone_flags(rows, ["8:2"], None, groups) == []  # no student alone in the suite

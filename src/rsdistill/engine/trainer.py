@@ -192,6 +192,14 @@ class Trainer:
         s = self.evaluate(LogitsOnly(teacher), "test").summary()
         self.teacher_metrics = {"top1": s["top1"], "top5": s["top5"]}
         log.info("teacher %s on the test split: top-1 %.2f%%  top-5 %.2f%%", teacher.arch, s["top1"], s["top5"])
+        if self.data.has_val:
+            # The split a user selects on: a teacher barely better than its student there can cost
+            # the student accuracy (docs/isdm.md), so it is said before training starts.
+            v = self.evaluate(LogitsOnly(teacher), "val").summary()
+            self.teacher_metrics.update({"val_top1": v["top1"], "val_top5": v["top5"]})
+            log.info("teacher %s on the validation split: top-1 %.2f%%  top-5 %.2f%% (a distilled student "
+                     "rarely gains much unless its teacher is clearly above the student trained alone)",
+                     teacher.arch, v["top1"], v["top5"])
 
     # ------------------------------------------------------------------ training
     def train_epoch(self, epoch: int) -> dict[str, float]:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import atomic_write_json
+from ..reports.below_alone import below_alone_note
 from ..reports.html import ReportSection, write_html, write_markdown
 from ..reports.tables import Table, mean_std
 from .rundir import stored_config
@@ -218,10 +219,30 @@ def grid_table(title: str, first: str, rows: list[tuple[str, str]], man: dict[st
         cells += [cost["ms_per_iteration"], cost["data_wait_pct"], cost["peak_rss_mb"], cost["train_minutes_per_run"]]
         table.add(*cells)
         rows_json.append(row_json)
+    table.notes += below_alone_flags(rows, splits, base.get("alone"), groups)
     students = [i for i, (row, _) in enumerate(rows) if row != "teacher"]
     best_columns = [c for c in columns[1:] if c.endswith("(%)") or "Δ vs" in c]
     table.bold_best(best_columns, students)
     return table, rows_json
+
+
+def below_alone_flags(rows: list[tuple[str, str]], splits: list[str], alone_row: str | None,
+                      groups: dict[tuple[str, str], Group]) -> list[str]:
+    """A note for each distilled row below the student alone on a split, with the teacher's margin."""
+    if not alone_row:
+        return []
+    notes = []
+    for sp in splits:
+        alone = groups.get((sp, alone_row))
+        base = alone.mean_top1() if alone else None
+        teacher = groups.get((sp, "teacher"))
+        t = teacher.mean_top1() if teacher else None
+        for row, label in rows:
+            mine = groups[(sp, row)].mean_top1()
+            if base is None or mine is None or row in (alone_row, "teacher") or mine >= base:
+                continue
+            notes.append(below_alone_note(label if len(splits) == 1 else f"{label} ({sp})", mine, base, t))
+    return notes
 
 
 def row_cost(finished: list[CellResult]) -> dict[str, Any]:

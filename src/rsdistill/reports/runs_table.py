@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from ..errors import RsDistillError
+from .below_alone import Score, below_alone_notes
 from .comparable import warn_if_groups_not_comparable, warn_if_not_comparable
 from .tables import Table, mean_std
 
@@ -62,6 +63,19 @@ def method_label(cfg: dict[str, Any], metrics: dict[str, Any]) -> str:
     return " ".join([method, *changed])
 
 
+def score(label: str, runs: list[dict[str, Any]]) -> Score:
+    """A row (one run, or the seeds of one setting) as the below-the-student-alone check sees it."""
+    m, cfg = runs[0]["metrics"], runs[0]["config"]
+    data = cfg.get("data") or {}
+    setting = "|".join(str(data.get(k)) for k in ("root", "preset", "image_size", "train_ratio", "val_ratio"))
+    method = (cfg.get("method") or {}).get("name", m.get("method"))
+    teachers = [r["metrics"]["teacher"]["top1"] for r in runs
+                if isinstance(r["metrics"].get("teacher"), dict) and "top1" in r["metrics"]["teacher"]]
+    return Score(label, str(m.get("model", "?")), method == "ce", setting,
+                 tuple(r["metrics"]["top1"] for r in runs if not failed(r["metrics"])),
+                 statistics.mean(teachers) if teachers else None)
+
+
 def _fmt(v: Any) -> str:
     return str(v).lower() if isinstance(v, bool) else f"{v:g}" if isinstance(v, float) else str(v)
 
@@ -92,6 +106,7 @@ def runs_table(run_dirs: list[Path], baseline: Path | None = None, title: str = 
         delta = "—" if base is None else f"{m['top1'] - base:+.2f}"
         table.add(label, m.get("model", "?"), method_label(cfg, m), m.get("epochs"), m["top1"], m["top5"],
                   best, delta, round(m.get("seconds", 0.0) / 60, 1))
+    table.notes += below_alone_notes(score(label, [r]) for r, label in zip(runs, run_labels([r["dir"] for r in runs])))
     return table
 
 
@@ -140,4 +155,5 @@ def seed_groups_table(run_dirs: list[Path], baseline: str | None = None, title: 
         delta = "—" if base is None else f"{statistics.mean(top1) - base:+.2f}"
         table.add(label, m.get("model", "?"), method_label(cfg, m), m.get("epochs"), len(runs),
                   mean_std(top1), mean_std(top5), delta, round(minutes, 1))
+    table.notes += below_alone_notes(score(label, runs) for _, label, runs, top1, _ in rows if len(top1) == len(runs))
     return table
