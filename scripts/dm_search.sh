@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The DM search of issue 21 (docs/isdm_search.md): where ISDM's margin acts, judged against IS
+# alone, KD and the student alone on the CPU protocol's AID at 64 px with a 2:8 split (2,000
+# training and 8,000 test images; configs/protocols/aid64_2_8.yaml), and the weak-teacher regime.
+#
+#   scripts/dm_search.sh AID_DIR OUT STAGE [SEEDS...]
+#
+# Stages:
+#   teacher        the ResNet18 teacher (50 epochs, 2 threads)
+#   screen         every variant below at SEEDS (default 0)
+#   ROW[,ROW...]   only the named rows at SEEDS (e.g. "is_alone,dm_gap 2 3 4")
+#   weak           alone / KD / ISDM / IS alone / the weak-teacher candidates from OUT/teacher_e10 (a
+#                  copy of the teacher after 10 of its 50 epochs) at SEEDS
+#   table          the tables (rsdistill table --group-seeds) of the main and weak-teacher rows
+# JOBS runs side by side (default 2, one thread each). Re-running skips finished runs and resumes
+# interrupted ones. Every student evaluates its 8,000 test images every 5 epochs and at the last
+# (train.eval_every, which leaves the trained weights unchanged).
+set -euo pipefail
+DATA=${1:?usage: scripts/dm_search.sh AID_DIR OUT STAGE [SEEDS...]}
+OUT=${2:?}; STAGE=${3:?}; shift 3
+SEEDS=("$@"); [ ${#SEEDS[@]} -gt 0 ] || SEEDS=(0)
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+export R=${RSDISTILL:-rsdistill}
+JOBS=${JOBS:-2}
+C=$HERE/configs/protocols
+COMMON="--data $DATA --config $C/aid64.yaml --config $C/aid64_2_8.yaml"
+STUDENT="$COMMON --config $C/aid64_student.yaml --threads 1 --set train.eval_every=5"
+
+# row name -> method and overrides
+declare -A ROWS=(
+  [kd]="kd"
+  [isdm]="isdm"
+  [is_alone]="isdm --set method.margin=none"
+  [wo_is]="isdm --set method.scaling=false"
+  [dm_right]="isdm --set method.margin_on=teacher_right"
+  [dm_pos]="isdm --set method.margin_sign=positive"
+  [dm_gap]="isdm --set method.margin_acts=gap"
+  [dm_gap_right]="isdm --set method.margin_acts=gap method.margin_on=teacher_right"
+  [dm_anneal]="isdm --set method.kappa_end=0"
+  [dm_anneal_up]="isdm --set method.kappa=0 method.kappa_end=0.5"
+)
+SCREEN=(alone kd isdm is_alone dm_right dm_pos dm_gap dm_anneal)
+WEAK=(alone kd isdm is_alone dm_right dm_gap)
+
+run() {  # out command...
+  local out=$1; shift
+  if [ -f "$out/metrics.json" ]; then echo "done:    $out"; return 0; fi
+  if [ -f "$out/config.yaml" ]; then echo "resume:  $out"; $R -q train --resume "$out" --threads 1
+  else echo "start:   $out"; "$@" --out "$out"; fi
+}
+export -f run
+queue() { xargs -P "$JOBS" -d '\n' -I{} env OMP_NUM_THREADS=1 bash -c '{}'; }
+
+lines() {  # teacher_dir out_prefix rows...
+  local t=$1 prefix=$2; shift 2
+  for s in "${SEEDS[@]}"; do for row in "$@"; do
+    if [ "$row" = alone ]; then
+      echo "run $OUT/alone/seed$s \$R -q train $STUDENT --split-file $OUT/teacher/split.json --seed $s"
+    else
+      local spec=${ROWS[$row]:?unknown row $row}
+      local method=${spec%% *} extra=""; [ "$spec" != "$method" ] && extra=${spec#* }
+      # the --set of the row joins the common one (argparse keeps the last --set otherwise)
+      local sets="train.eval_every=5${extra:+ ${extra#--set }}"
+      echo "run $prefix/$row/seed$s \$R -q distill ${STUDENT% --set*} --set $sets --teacher $t --method $method --seed $s"
+    fi
+  done; done
+}
+
+case $STAGE in
+  teacher) run "$OUT/teacher" env OMP_NUM_THREADS=2 $R -q train $COMMON --config "$C/aid64_teacher.yaml" \
+             --seed 0 --threads 2 --set train.eval_every=5 ;;
+  screen) lines "$OUT/teacher" "$OUT" "${SCREEN[@]}" | queue ;;
+  weak) lines "$OUT/teacher_e10" "$OUT/weak" "${WEAK[@]}" | sed "s#$OUT/alone/#$OUT/alone/#" | queue ;;
+  table)
+    for set in main weak; do
+      runs=()
+      if [ $set = main ]; then dirs=(alone kd isdm is_alone wo_is dm_right dm_pos dm_gap dm_gap_right dm_anneal dm_anneal_up); p=$OUT
+      else dirs=(../alone kd isdm is_alone dm_right dm_gap); p=$OUT/weak; fi
+      for d in "${dirs[@]}"; do for r in "$p/$d"/seed*; do [ -f "$r/metrics.json" ] && runs+=("$r"); done; done
+      [ ${#runs[@]} -gt 0 ] && $R table "${runs[@]}" --group-seeds --baseline "$p/$([ $set = main ] && echo alone || echo ../alone)" \
+        --out "$OUT/results_$set" --title "AID 2:8, 64 px ($set teacher): last-epoch test top-1, mean ± std over seeds"
+    done ;;
+  *) IFS=, read -ra rows <<< "$STAGE"; lines "$OUT/teacher" "$OUT" "${rows[@]}" | queue ;;
+esac
