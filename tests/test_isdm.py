@@ -562,3 +562,34 @@ def test_margin_acts_gap_keeps_is_alones_kl_and_adds_the_hinge_that_trains_the_s
     lg["gap"].backward()
     assert all(p.grad is None or not p.grad.any() for p in gap.scaler.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in gap.student.parameters())
+
+
+def test_advantage_meter_weighs_the_teacher_by_its_running_lead_over_the_student_by_hand():
+    from rsdistill.distillers.isdm import AdvantageMeter
+
+    meter = AdvantageMeter(momentum=0.5, margin=0.5)
+    right = lambda *bits: torch.tensor([bool(b) for b in bits])  # noqa: E731
+    meter.update(right(1, 1, 1, 0), right(1, 0, 0, 0))  # first batch taken as is: 0.75 vs 0.25
+    assert meter.acc.tolist() == [0.75, 0.25] and meter.weight().item() == 1.0
+    meter.update(right(1, 0), right(1, 0))  # 0.5 vs 0.5 -> running 0.625 vs 0.375: lead 0.25 of 0.5
+    assert meter.weight().item() == pytest.approx(0.5)
+    meter.update(right(0, 0), right(1, 1))  # the student overtakes the teacher: no alignment
+    assert meter.acc.tolist() == pytest.approx([0.3125, 0.6875]) and meter.weight().item() == 0.0
+
+
+def test_trust_advantage_scales_the_alignment_and_keeps_its_meter_in_the_checkpoints_extras():
+    b = batch()
+    plain, trusting = make("isdm"), make("isdm", trust="advantage", trust_margin=0.5)
+    trusting.load_state_dict(plain.state_dict(), strict=False)
+    assert set(trusting.extra_modules()) == {"scaler", "trust"}
+    assert trusting.extra_param_groups(5e-4)[0]["params"] == list(trusting.scaler.parameters())
+    with torch.no_grad():
+        zt = plain.teacher(b["image"]).logits
+        zs = plain.student(b["image"]).logits
+    _, lp = plain.forward_train(b)
+    _, lt = trusting.forward_train(b)
+    lead = ((zt.argmax(1) == b["label"]).float().mean() - (zs.argmax(1) == b["label"]).float().mean()).item()
+    w = min(1.0, max(0.0, lead / 0.5))
+    assert lt["align"].item() == pytest.approx(w * lp["align"].item(), rel=1e-5, abs=1e-7)
+    assert lt["ce"].item() == pytest.approx(lp["ce"].item())
+    assert "acc" in trusting.extra_modules()["trust"].state_dict()

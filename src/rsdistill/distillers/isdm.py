@@ -78,6 +78,15 @@ class ISDMConfig(LogitStandardization, DistillationSettings):
                                                             "epoch to this value at the last (None: constant)")
     anneal_epochs: int | None = Field(None, ge=1, description="the run's epochs, for kappa_end (filled in "
                                                               "from the run)")
+    # A teacher barely better than its student costs the student accuracy (issue 21): with
+    # trust=advantage the alignment is weighted by how far the teacher is ahead of the student.
+    trust: Literal["none", "advantage"] = Field(
+        "none", description="advantage: weight the alignment by clamp((acc_t - acc_s) / trust_margin, 0, 1), "
+                            "the teacher's and the student's running accuracy on the training batches")
+    trust_margin: float = Field(0.1, gt=0, description="trust=advantage: the lead (a fraction, 0.1 = 10 "
+                                                       "points) at which the teacher gets the full weight")
+    trust_momentum: float = Field(0.98, ge=0, lt=1, description="trust=advantage: momentum of the running "
+                                                                "accuracies (per step)")
     is_input: Literal["sorted", "probs"] = Field(
         "sorted", description="scaler input: target-first sorted probabilities, or p_t in class order")
     is_grad_from_kd: bool = Field(False, description="let the alignment gradient reach the scaler")
@@ -245,6 +254,27 @@ def level_shift(p_t: Tensor, labels: Tensor, level: Tensor, a_max: float) -> Ten
     return (torch.logit(level.detach().clamp(1e-6, 1 - 1e-6)) - torch.logit(p_y)).clamp(-a_max, a_max)
 
 
+class AdvantageMeter(nn.Module):
+    """Running accuracies of the teacher and the student on the training batches (buffers: saved
+    with the checkpoint, so a resumed run continues with the same weights)."""
+
+    def __init__(self, momentum: float, margin: float):
+        super().__init__()
+        self.momentum, self.margin = momentum, margin
+        self.register_buffer("acc", torch.full((2,), -1.0))  # teacher, student; -1 before the first step
+
+    @torch.no_grad()
+    def update(self, teacher_right: Tensor, student_right: Tensor) -> None:
+        now = torch.stack([teacher_right.float().mean(), student_right.float().mean()]).to(self.acc)
+        first = self.acc[0] < 0
+        self.acc.copy_(torch.where(first, now, self.momentum * self.acc + (1 - self.momentum) * now))
+
+    def weight(self) -> Tensor:
+        """clamp((acc_t - acc_s) / margin, 0, 1): 1 while the teacher leads by the margin or more,
+        0 once the student has caught up with it."""
+        return ((self.acc[0] - self.acc[1]) / self.margin).clamp(0.0, 1.0)
+
+
 @register("isdm")
 class ISDM(Distiller[ISDMConfig]):
     teacher_outputs = frozenset({"logits"})
@@ -253,6 +283,7 @@ class ISDM(Distiller[ISDMConfig]):
     def __init__(self, student, teacher, cfg: ISDMConfig, info):
         super().__init__(student, teacher, cfg, info)
         self.scaler = InstanceScaler(info.num_classes, cfg.h, cfg.a_max) if cfg.scaling else None
+        self.trust = AdvantageMeter(cfg.trust_momentum, cfg.trust_margin) if cfg.trust == "advantage" else None
 
     @classmethod
     def resolve_config(cls, cfg: ISDMConfig, ctx) -> ISDMConfig:
@@ -266,7 +297,10 @@ class ISDM(Distiller[ISDMConfig]):
         return InstanceScaler.parameter_count(num_classes, cfg.h) if cfg.scaling else 0
 
     def extra_modules(self) -> dict[str, nn.Module]:
-        return {"scaler": self.scaler} if self.scaler is not None else {}
+        extras = {"scaler": self.scaler} if self.scaler is not None else {}
+        if self.trust is not None:
+            extras["trust"] = self.trust
+        return extras
 
     def extra_param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
         # The contract: the scaler shares the lr schedule but has no weight decay.
@@ -377,17 +411,27 @@ class ISDM(Distiller[ISDMConfig]):
         parts = self.soft_targets(teacher_logits, labels)
         q = parts["q"] if cfg.is_grad_from_kd else parts["q"].detach()
         m = self.margins(teacher_logits, labels, parts)
+        ramp = self.warmup() * self.trust_weight(zt, logits, labels)
         losses = {
             "ce": self.ce_loss(logits, labels),
-            "align": self.warmup() * v.weight * self.alignment(v.student, labels, q, m),
+            "align": ramp * v.weight * self.alignment(v.student, labels, q, m),
         }
         if cfg.margin_acts == "gap" and cfg.margin != "none":
-            losses["gap"] = self.warmup() * cfg.gap_weight * self.gap_hinge(
-                v.student, teacher_logits, labels, parts["a"])
+            losses["gap"] = ramp * cfg.gap_weight * self.gap_hinge(v.student, teacher_logits, labels, parts["a"])
         if "er" in parts:
             losses["er"] = cfg.beta * parts["er"]
         self._record(teacher_logits, labels, parts, m)
         return logits, losses
+
+    def trust_weight(self, teacher_logits: Tensor, student_logits: Tensor, labels: Tensor) -> float | Tensor:
+        """1, or with trust=advantage the weight the teacher's running lead over the student earns."""
+        if self.trust is None:
+            return 1.0
+        if self.training:
+            self.trust.update(teacher_logits.argmax(1) == labels, student_logits.detach().argmax(1) == labels)
+        w = self.trust.weight()
+        self.log_mean("trust", w)
+        return w
 
     def _record(self, teacher_logits: Tensor, labels: Tensor, parts: dict[str, Tensor], m: Tensor) -> None:
         correct = teacher_logits.argmax(1) == labels
