@@ -9,8 +9,10 @@
 #   teacher        the ResNet18 teacher (50 epochs, 2 threads)
 #   screen         every variant below at SEEDS (default 0)
 #   ROW[,ROW...]   only the named rows at SEEDS (e.g. "is_alone,dm_gap 2 3 4")
-#   weak           alone / KD / ISDM / IS alone / the weak-teacher candidates from OUT/teacher_e10 (a
-#                  copy of the teacher after 10 of its 50 epochs) at SEEDS
+#   teacher_short  a barely-better teacher: the same ResNet18 trained for 12 epochs (lr steps at
+#                  5/9/11) on the teacher's split
+#   weak           KD / ISDM / IS alone / the weak-teacher candidates from OUT/teacher_short at SEEDS
+#                  (the student alone is the main one: same split)
 #   table          the tables (rsdistill table --group-seeds) of the main and weak-teacher rows
 # JOBS runs side by side (default 2, one thread each). Re-running skips finished runs and resumes
 # interrupted ones. Every student evaluates its 8,000 test images every 5 epochs and at the last
@@ -38,9 +40,11 @@ declare -A ROWS=(
   [dm_gap_right]="isdm --set method.margin_acts=gap method.margin_on=teacher_right"
   [dm_anneal]="isdm --set method.kappa_end=0"
   [dm_anneal_up]="isdm --set method.kappa=0 method.kappa_end=0.5"
+  [isdm_trust]="isdm --set method.trust=advantage"
+  [is_trust]="isdm --set method.margin=none method.trust=advantage"
 )
 SCREEN=(alone kd isdm is_alone dm_right dm_pos dm_gap dm_anneal)
-WEAK=(alone kd isdm is_alone dm_right dm_gap)
+WEAK=(kd isdm is_alone isdm_trust is_trust)
 
 run() {  # out command...
   local out=$1; shift
@@ -70,12 +74,15 @@ case $STAGE in
   teacher) run "$OUT/teacher" env OMP_NUM_THREADS=2 $R -q train $COMMON --config "$C/aid64_teacher.yaml" \
              --seed 0 --threads 2 --set train.eval_every=5 ;;
   screen) lines "$OUT/teacher" "$OUT" "${SCREEN[@]}" | queue ;;
-  weak) lines "$OUT/teacher_e10" "$OUT/weak" "${WEAK[@]}" | sed "s#$OUT/alone/#$OUT/alone/#" | queue ;;
+  teacher_short) run "$OUT/teacher_short" env OMP_NUM_THREADS=1 $R -q train $COMMON --config "$C/aid64_teacher.yaml" \
+             --seed 0 --threads 1 --split-file "$OUT/teacher/split.json" \
+             --set train.epochs=12 "train.milestones=[5,9,11]" train.lr_warmup_epochs=1 train.eval_every=4 ;;
+  weak) lines "$OUT/teacher_short" "$OUT/weak" "${WEAK[@]}" | queue ;;
   table)
     for set in main weak; do
       runs=()
       if [ $set = main ]; then dirs=(alone kd isdm is_alone wo_is dm_right dm_pos dm_gap dm_gap_right dm_anneal dm_anneal_up); p=$OUT
-      else dirs=(../alone kd isdm is_alone dm_right dm_gap); p=$OUT/weak; fi
+      else dirs=(../alone kd isdm is_alone isdm_trust is_trust); p=$OUT/weak; fi
       for d in "${dirs[@]}"; do for r in "$p/$d"/seed*; do [ -f "$r/metrics.json" ] && runs+=("$r"); done; done
       [ ${#runs[@]} -gt 0 ] && $R table "${runs[@]}" --group-seeds --baseline "$p/$([ $set = main ] && echo alone || echo ../alone)" \
         --out "$OUT/results_$set" --title "AID 2:8, 64 px ($set teacher): last-epoch test top-1, mean ± std over seeds"
