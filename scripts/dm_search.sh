@@ -14,6 +14,7 @@
 #   weak           KD / ISDM / IS alone / the weak-teacher candidates from OUT/teacher_short at SEEDS
 #                  (the student alone is the main one: same split)
 #   table          the tables (rsdistill table --group-seeds) of the main and weak-teacher rows
+# SPLIT=5_5 runs the same stages on the protocol's 5:5 split (use another OUT).
 # JOBS runs side by side (default 2, one thread each). Re-running skips finished runs and resumes
 # interrupted ones. Every student evaluates its 8,000 test images every 5 epochs and at the last
 # (train.eval_every, which leaves the trained weights unchanged).
@@ -25,7 +26,10 @@ HERE=$(cd "$(dirname "$0")/.." && pwd)
 export R=${RSDISTILL:-rsdistill}
 JOBS=${JOBS:-2}
 C=$HERE/configs/protocols
-COMMON="--data $DATA --config $C/aid64.yaml --config $C/aid64_2_8.yaml"
+# SPLIT=5_5: the CPU protocol's own 5:5 split (docs/protocol.md) instead of 2:8
+SPLIT=${SPLIT:-2_8}
+COMMON="--data $DATA --config $C/aid64.yaml"
+[ "$SPLIT" = 2_8 ] && COMMON="$COMMON --config $C/aid64_2_8.yaml"
 STUDENT="$COMMON --config $C/aid64_student.yaml --threads 1 --set train.eval_every=5"
 
 # row name -> method and overrides
@@ -53,7 +57,8 @@ run() {  # out command...
   else echo "start:   $out"; "$@" --out "$out"; fi
 }
 export -f run
-queue() { xargs -P "$JOBS" -d '\n' -I{} env OMP_NUM_THREADS=1 bash -c '{}'; }
+# QUEUE=FILE appends the commands to FILE (for scripts/queue_worker.sh) instead of running them
+queue() { if [ -n "$QUEUE" ]; then cat >> "$QUEUE"; else xargs -P "$JOBS" -d '\n' -I{} env OMP_NUM_THREADS=1 bash -c '{}'; fi; }
 
 lines() {  # teacher_dir out_prefix rows...
   local t=$1 prefix=$2; shift 2
@@ -85,7 +90,7 @@ case $STAGE in
       else dirs=(../alone kd isdm is_alone isdm_trust is_trust); p=$OUT/weak; fi
       for d in "${dirs[@]}"; do for r in "$p/$d"/seed*; do [ -f "$r/metrics.json" ] && runs+=("$r"); done; done
       [ ${#runs[@]} -gt 0 ] && $R table "${runs[@]}" --group-seeds --baseline "$p/$([ $set = main ] && echo alone || echo ../alone)" \
-        --out "$OUT/results_$set" --title "AID 2:8, 64 px ($set teacher): last-epoch test top-1, mean ± std over seeds"
+        --out "$OUT/results_$set" --title "AID $SPLIT, 64 px ($set teacher): last-epoch test top-1, mean ± std over seeds"
     done ;;
   *) IFS=, read -ra rows <<< "$STAGE"; lines "$OUT/teacher" "$OUT" "${rows[@]}" | queue ;;
 esac
