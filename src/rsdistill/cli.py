@@ -272,7 +272,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.resume:
         # --data with --resume: the run's dataset has moved there (its fingerprint is checked).
         data_root = _data_argument(args.data, None)[1] if args.data else None
-        metrics = run(None, args.resume, resume=True, data_root=data_root)
+        metrics = run(None, args.resume, resume=True, data_root=data_root, changes=_resume_changes(args))
         out = args.resume
     else:
         if not args.out:
@@ -288,6 +288,30 @@ def cmd_run(args: argparse.Namespace) -> int:
                           "best_top1": round(metrics["best_top1"], 2),
                           "best_selected_on": metrics.get("best_selected_on"), "epochs": metrics["epochs"]}))
     return 0
+
+
+def _resume_changes(args: argparse.Namespace) -> dict[str, Any]:
+    """What a ``--resume`` command line asks for beyond the run's own settings (a config layer;
+    ``run`` refuses the fields a resume may not change)."""
+    from .config import deep_merge, load_yaml, parse_set
+
+    layer: dict[str, Any] = {}
+    for file in args.config:
+        layer = deep_merge(layer, load_yaml(file))
+    flags: dict[str, Any] = {}
+    options = {("seed",): args.seed, ("data", "preset"): args.preset, ("data", "split_file"): args.split_file,
+               ("train", "device"): args.device, ("train", "threads"): args.threads,
+               ("train", "deterministic"): True if args.deterministic else None,
+               ("model", "name"): getattr(args, "model", None) or getattr(args, "student", None),
+               ("teacher", "checkpoint"): getattr(args, "teacher", None),
+               ("method", "name"): getattr(args, "method", None)}
+    for path, value in options.items():
+        if value is not None:
+            node = flags
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = value
+    return deep_merge(deep_merge(layer, flags), parse_set(args.set))
 
 
 # The suffixes that say what a model file holds (export infers --format from them).

@@ -27,7 +27,7 @@ from ..engine.checkpoint import resolve_checkpoint
 from ..engine.runlog import read_jsonl
 from ..engine.seeding import resolve_device
 from ..errors import RsDistillError
-from ..experiments.rundir import check_output_folder, check_outside_data
+from ..runs.claim import check_output_folder, check_outside_data
 from ..io import atomic_write_json
 from ..reports.html import ReportSection, write_html, write_markdown
 from ..reports.runs_table import run_labels

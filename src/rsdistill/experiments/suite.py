@@ -29,7 +29,8 @@ from typing import Any
 from ..errors import ConfigError, RsDistillError
 from ..io import atomic_write_json, atomic_write_text
 from .collect import differing_settings
-from .rundir import RunDirectoryInUse, RunLock, check_outside_data, stored_config
+from ..runs.claim import RunDirectoryInUse, RunLock, check_outside_data
+from ..runs.folder import RunDir, Status
 from .suite_cell import run_cell
 from .suite_plan import Cell, SuiteFolder, manifest, plan, suite_yaml
 from .suite_spec import load_suite
@@ -103,15 +104,14 @@ def check_unchanged(cells: list[Cell], folder: SuiteFolder, suite_path: str) -> 
         stored = {c["id"]: c for c in folder.read_manifest().get("cells", [])}
     changed = []
     for cell in cells:
-        run_config = Path(cell.run_dir) / "config.yaml"
-        if cell.reused or not run_config.is_file():
+        if cell.reused or not RunDir(cell.run_dir).config.is_file():
             continue
         diffs = []
         old = stored.get(cell.id, {}).get("config")
         if old is not None:
             diffs = differing_settings(cell.config, old, strict=True)
         if not diffs:
-            diffs = differing_settings(cell.config, stored_config(Path(cell.run_dir)))
+            diffs = differing_settings(cell.config, RunDir(cell.run_dir).read_config().require())
         if diffs:
             changed.append((cell.id, diffs))
     if changed:
@@ -136,14 +136,14 @@ def _generate_data(suite, folder: SuiteFolder) -> None:
 def cell_status(cell: Cell) -> tuple[str, str | None]:
     """("finished" | "failed" | "todo", why it failed). A run that diverged (metrics.json says
     failed) would diverge again: it stays failed until its run directory is deleted."""
-    import json
-
-    file = Path(cell.run_dir) / "metrics.json"
-    if not file.is_file():
+    run = RunDir(cell.run_dir)
+    metrics = run.read_metrics()
+    if metrics.missing:
         return "todo", None
-    metrics = json.loads(file.read_text())
-    if metrics.get("status") == "failed":
-        return "failed", f"the run failed: {metrics.get('reason')}"
+    if metrics.damaged:
+        return "failed", f"'{metrics.file}' is damaged ({metrics.problem})"
+    if run.status() is Status.FAILED:
+        return "failed", f"the run failed: {metrics.value.get('reason')}"
     return "finished", None
 
 
@@ -253,10 +253,8 @@ def _record_not_run(folder: SuiteFolder, cell: Cell, reason: str) -> None:
 
 
 def _summary(cell: Cell, folder: SuiteFolder) -> str:
-    import json
-
     try:
-        m = json.loads((Path(cell.run_dir) / "metrics.json").read_text())
+        m = RunDir(cell.run_dir).read_metrics().get({})
         record = folder.read_record(cell.id) or {}
         wall = (record.get("cost") or {}).get("wall_seconds")
         return f": top-1 {m['top1']:.2f}%" + (f" ({wall:.0f} s)" if wall is not None else "")

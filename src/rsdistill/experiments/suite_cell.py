@@ -25,6 +25,7 @@ from typing import Any
 
 from ..errors import RsDistillError
 from ..io import atomic_write_json
+from ..runs.folder import RunDir
 from .suite_plan import SuiteFolder
 
 log = logging.getLogger("rsdistill")
@@ -119,7 +120,7 @@ def restart_if_killed_while_starting(run_dir: Path) -> None:
     """A run killed right after writing its config.yaml and before its split.json (a run writes
     config.yaml first) cannot be resumed, and has trained nothing yet: clear what it wrote so that
     the cell starts afresh instead of failing for good."""
-    from .rundir import RunLock, clear_unstarted_run
+    from ..runs.claim import RunLock, clear_unstarted_run
     from .single import killed_while_starting
 
     if not killed_while_starting(run_dir):
@@ -165,16 +166,16 @@ def step_costs(run_dir: Path, batch_size: int) -> tuple[float | None, float | No
     """From the run's metrics.jsonl, read once: the training steps' time per iteration and the
     share of it spent waiting for data (analysis.curves); None for what the logs do not give."""
     from ..analysis.curves import data_wait_share, seconds_per_iteration
-    from ..engine.runlog import read_jsonl
 
-    try:
-        records = read_jsonl(run_dir / "metrics.jsonl")
-    except (OSError, ValueError):
+    run = RunDir(run_dir)
+    records = run.read_epochs()
+    if not records.ok:
         return None, None
+    records = records.value
     try:
-        num_train = json.loads((run_dir / "split.json").read_text())["counts"]["train"]
+        num_train = run.read_split().get({})["counts"]["train"]
         spi = seconds_per_iteration(records, num_train, batch_size)
-    except (OSError, ValueError, KeyError):
+    except (KeyError, TypeError, ValueError):
         spi = math.nan
     wait = data_wait_share(records)
     return (None if math.isnan(spi) else spi), (None if math.isnan(wait) else wait)

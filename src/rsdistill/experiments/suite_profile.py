@@ -20,7 +20,7 @@ from typing import Any
 from ..deploy import profile as prof
 from ..io import atomic_write_json
 from ..reports.tables import Table
-from .rundir import stored_config
+from ..runs.folder import RunDir
 
 log = logging.getLogger("rsdistill")
 
@@ -144,7 +144,7 @@ def _named_cost(name: str, classes: int, size: int, cache: dict[str, Any]) -> tu
 
 
 def _image_size(run_dir: Path) -> int | None:
-    size = (stored_config(run_dir).get("data") or {}).get("image_size")
+    size = (RunDir(run_dir).read_config().get({}).get("data") or {}).get("image_size")
     return int(size) if size else None
 
 

@@ -30,7 +30,7 @@ from typing import Any
 from ..io import atomic_write_json
 from ..reports.html import ReportSection, write_html, write_markdown
 from ..reports.tables import Table, mean_std
-from .rundir import stored_config
+from ..runs.folder import RunDir
 from .suite_plan import Cell, SuiteFolder
 from .suite_profile import caption as cost_caption
 from .suite_profile import cost_table, profile_suite
@@ -51,9 +51,11 @@ def read_cell(folder: SuiteFolder, cell: Cell) -> CellResult:
     run_dir = Path(cell.run_dir)
     record = folder.read_record(cell.id) or {}
     cost = record.get("cost") or {}
-    metrics_file = run_dir / "metrics.json"
-    if metrics_file.is_file():
-        metrics = json.loads(metrics_file.read_text())
+    read = RunDir(run_dir).read_metrics()
+    if read.damaged:
+        return CellResult(cell, "failed", f"'{read.file}' is damaged ({read.problem})", {}, cost)
+    if read.ok:
+        metrics = read.value
         if metrics.get("status", "finished") == "failed":
             return CellResult(cell, "failed", f"the run failed: {metrics.get('reason')}", metrics, cost)
         return CellResult(cell, "finished", None, metrics, cost)
@@ -253,7 +255,7 @@ def table_settings(man: dict[str, Any], dataset: str, results: list[CellResult],
                 continue
             c = r.cell.config
             if c is None:  # a reused teacher run: its config.yaml
-                c = stored_config(Path(r.cell.run_dir))
+                c = RunDir(r.cell.run_dir).read_config().get({})
             for p in path:
                 c = (c or {}).get(p)
             vals.append(c)
