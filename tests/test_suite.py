@@ -336,10 +336,12 @@ def test_report_of_a_folder_that_is_not_a_suite_is_an_error(capsys, tmp_path):
 def test_a_cell_killed_while_its_run_was_starting_starts_afresh(tmp_path):
     run = tmp_path / "run"  # config.yaml written, killed before split.json: nothing trained yet
     run.mkdir()
+    (run / "run.json").write_text('{"tool": "rsdistill"}')  # the marker, written first
     (run / "config.yaml").write_text("seed: 0\n")
     (run / "dataset.json").write_text("{}")
     restart_if_killed_while_starting(run)
     assert not (run / "config.yaml").exists() and not (run / "dataset.json").exists()
+    assert not (run / "run.json").exists()
     (run / "config.yaml").write_text("seed: 0\n")
     (run / "split.json").write_text("{}")
     restart_if_killed_while_starting(run)  # a run that got further is resumed, never cleared

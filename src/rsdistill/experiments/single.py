@@ -16,8 +16,7 @@ from typing import Any
 
 import torch
 
-from .. import yamlfile
-from ..config import RunConfig, build_config
+from ..config import RunConfig, load_run_config
 from ..data.datamodule import DataModule, default_cache_dir
 from ..data.fingerprint import check_fingerprint, write_fingerprint
 from ..data.presets import scan_dataset
@@ -46,7 +45,7 @@ from ..runs.claim import (
     record_skipped,
     remove_leftover_temporaries,
 )
-from ..runs.folder import MARKER, RunDir, Status
+from ..runs.folder import RunDir, Status
 from .eval_split import checkpoint_config, eval_split
 from .preflight import class_difference, preflight, warn_unfinished_teacher
 from .resume_settings import resumed_config
@@ -300,18 +299,6 @@ def cache_directory(data_cfg) -> Path | None:
     if data_cfg.cache != "disk":
         return None
     return Path(data_cfg.cache_dir) if data_cfg.cache_dir else default_cache_dir()
-
-
-def load_run_config(run_dir: Path) -> RunConfig:
-    run = RunDir(run_dir)
-    file = run.config
-    if not file.is_file():
-        raise RsDistillError(f"'{run_dir}' is not a run directory (no config.yaml) and cannot be resumed")
-    if not run.is_run():
-        raise RsDistillError(f"'{run_dir}' is not an rsdistill run folder (no {MARKER}, and its config.yaml "
-                             "is not one a run wrote): rsdistill never writes into a folder of yours")
-    raw = yamlfile.load_file(file, "run config")  # one line with the line and column when damaged
-    return build_config(raw, source=str(file))
 
 
 def load_teacher(cfg: RunConfig, classes: list[str] | None = None) -> LoadedTeacher:

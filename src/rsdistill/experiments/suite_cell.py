@@ -11,7 +11,6 @@ GPU memory.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os

@@ -30,6 +30,7 @@ import yaml
 
 from ..config import build_config, load_yaml
 from ..errors import ConfigError, RsDistillError
+from ..runs.folder import METRICS, RunDir
 from .suite_spec import SuiteFile, nested, split_ratios, split_slug, sweep_rows, value_text
 
 MANIFEST_VERSION = 1
@@ -139,9 +140,9 @@ def plan(suite: SuiteFile, folder: SuiteFolder) -> list[Cell]:
                 label = f"teacher ({s.teacher.model or 'reused run'})"
                 if s.teacher.run is not None:
                     run = reused_run(suite, ds_name, split, seed)
-                    if not (run / "metrics.json").is_file():
+                    if not RunDir(run).metrics.is_file():
                         raise ConfigError(f"{suite.shown}: teacher.run: '{run}' is not a finished run "
-                                          "(no metrics.json)")
+                                          f"(no {METRICS})")
                     cell = Cell(cid, ds_name, split, "teacher", seed, "teacher", label, "ce", str(run), None)
                 else:
                     structural = {"seed": seed, "data": data, "model": {"name": s.teacher.model}}
@@ -159,7 +160,7 @@ def plan(suite: SuiteFile, folder: SuiteFolder) -> list[Cell]:
                 else:
                     teacher = teachers[seed] if seed in teachers and len(teachers) > 1 else next(iter(teachers.values()))
                     teacher_dir, depends = teacher.run_dir, [] if teacher.reused else [teacher.id]
-                    split_data = {**data, "split_file": str(Path(teacher.run_dir) / "split.json")}
+                    split_data = {**data, "split_file": str(RunDir(teacher.run_dir).split)}
 
                 def student(row: str, kind: str, label: str, method: str, sets: list[dict],
                             sweep: dict | None = None, files: list[dict] = ()) -> Cell:
@@ -194,7 +195,7 @@ def teacher_seeds(suite: SuiteFile, dataset: str, split: str) -> list[int]:
     if t.seed is not None:
         return [t.seed]
     if t.run is not None and "{seed}" not in t.run:
-        file = reused_run(suite, dataset, split, 0) / "config.yaml"
+        file = RunDir(reused_run(suite, dataset, split, 0)).config
         try:
             seed = (yaml.safe_load(file.read_text()) or {}).get("seed", 0) if file.is_file() else 0
         except yaml.YAMLError:

@@ -20,7 +20,6 @@ number is read from the cells' run directories (metrics.json) and records.
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from dataclasses import dataclass, field

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import statistics
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from ..errors import RsDistillError
 from ..runs.folder import RunDir
