@@ -602,7 +602,9 @@ def _continue_hint(args: argparse.Namespace) -> str:
     a start interrupted before that leaves no run folder behind)."""
     if args.command in ("train", "distill"):
         run = getattr(args, "resume", None) or getattr(args, "out", None)
-        if run and (Path(run) / "config.yaml").is_file():
+        from .runs.folder import RunDir
+
+        if run and RunDir(run).config.is_file():
             return f"; continue with --resume {run}"
         return "; nothing was started: run the command again"
     if args.command in ("ablate", "demo"):
