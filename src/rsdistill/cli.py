@@ -371,7 +371,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for p in predictions:
         print(format_prediction(p))
     if args.out:
-        write_predictions(args.out, predictions, args.top_k, predictor.file)
+        write_predictions(args.out, predictions, min(args.top_k, len(predictor.info.classes)), predictor.file)
     failed = [p for p in predictions if p.error]
     for p in failed:
         print(f"error: {p.error}", file=sys.stderr)

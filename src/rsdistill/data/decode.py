@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import DataError
+from ..errors import DataError, load_failure
 from ..io import atomic_write
 from .bad_images import UnreadableImages
 
@@ -229,7 +229,7 @@ class DecodedCache:
                     log.info("decoded cache hit: %s", file)
                     return images
             except Exception as e:  # noqa: BLE001 - a damaged cache is rebuilt, not fatal
-                log.warning("decoded cache '%s' unreadable (%s); decoding again", file, e)
+                log.warning("decoded cache '%s' unreadable (%s); decoding again", file, load_failure(e))
         images = decode_all(root, relpaths, size, progress=self.progress, options=self.options)
         atomic_write(file, lambda f: torch.save(images, f))
         log.info("decoded cache written: %s", file)

@@ -125,7 +125,12 @@ class TorchScriptPredictor(TorchPredictor):
         self.device = torch.device(device)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # TorchScript's deprecation notice
-            self.net = torch.jit.load(str(path), map_location=self.device).eval()
+            try:
+                self.net = torch.jit.load(str(path), map_location=self.device).eval()
+            except Exception as e:  # noqa: BLE001 - truncated or foreign files: torch's own error types vary
+                reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise CheckpointError(f"'{path}' is not a TorchScript file that can be loaded (truncated, or "
+                                      f"another kind of file?): {reason}") from None
         self.info, self.file = info, str(path)
 
 

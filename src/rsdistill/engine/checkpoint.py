@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, load_failure
 from ..io import atomic_write
 from ..models import ModelAdapter, build_model
 from ..runs.folder import CHECKPOINTS, RunDir
@@ -43,7 +43,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - truncated, foreign or tampered files alike
-        raise CheckpointError(f"checkpoint '{path}' cannot be read: {str(e).splitlines()[0]}") from None
+        raise CheckpointError(f"checkpoint '{path}' cannot be read: {load_failure(e)}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "model" not in ckpt:
         raise CheckpointError(f"checkpoint '{path}' is not an rsdistill checkpoint (a torchvision or timm "
                               "weights file as a teacher: --set teacher.model=NAME)")
