@@ -374,7 +374,7 @@ def test_a_finished_suite_moved_or_copied_reports_the_same_tables_and_reruns_not
     cells = {c["id"]: c for c in json.loads((first / "suite.json").read_text())["cells"]}
     student = cells["scenes/8_2/alone/seed0"]
     assert student["run_dir"] == "runs/scenes/8_2/alone/seed0"  # inside the folder: relative to it
-    assert student["config"]["teacher"]["checkpoint"] == "runs/scenes/8_2/teacher/seed0"
+    assert student["config"]["data"]["split_file"] == "runs/scenes/8_2/teacher/seed0/split.json"
     assert student["config"]["data"]["root"] == str(scenes)  # outside: as it is
 
     copy, moved = tmp_path / "copy", tmp_path / "moved"
