@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -577,6 +578,14 @@ def setup_logging(quiet: bool) -> None:
     console.setLevel(logging.WARNING if quiet else logging.INFO)
     logger.setLevel(logging.INFO)
     logger.propagate = False
+    warnings.showwarning = _show_warning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A library's warning as one line of the log (no source file and line of the library's code;
+    train.log keeps it too)."""
+    text = str(message).strip().splitlines()
+    log.warning("%s: %s", category.__name__, text[0] if text else "")
 
 
 def main(argv: list[str] | None = None) -> int:

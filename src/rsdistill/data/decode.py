@@ -103,6 +103,9 @@ def _read_tiff(path: Path, options: DecodeOptions) -> np.ndarray | None:
         return None  # not really a TIFF (a renamed JPEG or PNG): PIL decides
     except ValueError as e:  # e.g. "<COMPRESSION.LZW: 5> requires the 'imagecodecs' package"
         raise DataError(f"cannot read image '{path}': {e}".splitlines()[0]) from None
+    if np.iscomplexobj(data):  # radar (SLC) images: which real picture to take is the user's choice
+        raise DataError(f"image '{path}' holds complex values ({data.dtype}); rsdistill reads real-valued "
+                        "images only: convert it first (e.g. to amplitude)")
     data = _bands_last(data, series.axes, path)
     if alpha:
         data = data[..., :3]
