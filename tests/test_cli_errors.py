@@ -439,3 +439,23 @@ def test_runs_working_on_this_machine_are_counted_and_a_killed_one_is_not(tmp_pa
     with RunningRuns(tmp_path) as me:
         assert me.count() == 1
     assert len(list(tmp_path.glob("*.run"))) <= 1  # ours is gone; the killed one's goes once it is stale
+
+
+def test_a_librarys_warning_is_one_line_without_its_source(capsys, monkeypatch):
+    import warnings
+
+    from rsdistill.distillers import registry
+
+    names = registry.names
+
+    def warning_names():
+        warnings.warn("the pickle protocol 2 is old\nsecond line", DeprecationWarning, stacklevel=1)
+        return names()
+
+    monkeypatch.setattr(registry, "names", warning_names)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        code, _, err = run_cli(capsys, "methods")
+    assert code == 0, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert lines == ["DeprecationWarning: the pickle protocol 2 is old"], err

@@ -134,3 +134,53 @@ def test_every_shipped_config_file_is_valid_and_keeps_the_articles_schedule():
             assert cfg.train.milestones == [60, 120, 160], file
             assert cfg.data.preset in ("ucm", "aid", "nwpu")
             assert cfg.data.train_ratio == {"8_2": 0.8, "5_5": 0.5}[file.stem[-3:]]
+
+
+def _float_fields(section: type, prefix: str):
+    """(dotted name, the section's field) for every float field below ``section``."""
+    import typing
+
+    from pydantic import BaseModel
+
+    for name, f in section.model_fields.items():
+        args = typing.get_args(f.annotation) or (f.annotation,)
+        if any(isinstance(a, type) and issubclass(a, BaseModel) for a in args):
+            sub = next(a for a in args if isinstance(a, type) and issubclass(a, BaseModel))
+            yield from _float_fields(sub, f"{prefix}{name}.")
+        elif float in args:
+            yield f"{prefix}{name}"
+
+
+def _layer(dotted: str, value, method: str | None = None) -> dict:
+    *sections, key = dotted.split(".")
+    layer: dict = {key: value}
+    for part in reversed(sections):
+        layer = {part: layer}
+    if method is not None:
+        layer["method"]["name"] = method
+    return layer
+
+
+NON_FINITE = [float("inf"), float("-inf"), float("nan"), "1e400"]
+
+
+def test_no_float_field_of_any_section_takes_a_non_finite_value():
+    from rsdistill.config import RunConfig
+
+    fields = [(f, None) for f in _float_fields(RunConfig, "") if not f.startswith("method.")]
+    fields += [(f, name) for name in registry.names() for f in _float_fields(registry.get(name).Config, "method.")]
+    assert len(fields) > 20 and any(f == "train.lr" for f, _ in fields)
+    for field, method in fields:
+        for value in NON_FINITE:
+            with pytest.raises(ConfigError) as e:
+                build_config(_layer(field, value, method))
+            assert field in str(e.value) and "finite" in str(e.value), (field, value)
+
+
+@pytest.mark.parametrize("layer", [{"model": {"name": "resnet999"}}, {"data": {"bands": [0, 1]}},
+                                   {"train": {"epochs": 10, "milestones": [5, 3]}}])
+def test_an_error_names_the_value_once(layer):
+    with pytest.raises(ConfigError) as e:
+        build_config(layer)
+    value = "resnet999" if "model" in layer else "[0, 1]" if "data" in layer else "[5, 3]"
+    assert str(e.value).count(value) == 1, str(e.value)

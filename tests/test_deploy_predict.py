@@ -75,3 +75,58 @@ def test_predict_reads_16_bit_tiffs_and_needs_bands_for_multiband_ones(teacher_r
     assert "ms5.tif" in preds[1].error and "5 bands" in preds[1].error and "--bands" in preds[1].error
     _, preds = predict(teacher_run, [str(tmp_path / "ms5.tif")], k=1, bands=[3, 2, 1])
     assert preds[0].error is None
+
+
+def error_line(result: tuple[int, str, str]) -> str:
+    code, _, err = result
+    assert code == 2, err
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def test_a_missing_or_an_empty_folder_is_the_same_error_naming_it(capsys, teacher_run, tmp_path):
+    (tmp_path / "empty").mkdir()
+    for folder, why in ((tmp_path / "missing", "does not exist"), (tmp_path / "empty", "holds no images")):
+        line = error_line(run_cli(capsys, "predict", teacher_run, folder))
+        assert str(folder) in line and why in line
+
+
+@pytest.mark.parametrize("damage", ["truncated", "foreign"])
+def test_a_torchscript_file_that_cannot_be_loaded_is_one_line_naming_it(capsys, teacher_run, scenes, tmp_path,
+                                                                         damage):
+    model = tmp_path / "model.pt"
+    code, _, err = run_cli(capsys, "export", "--checkpoint", teacher_run, "--out", model, "--format", "torchscript")
+    assert code == 0, err
+    data = model.read_bytes()
+    model.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"not a model at all" * 10)
+    line = error_line(run_cli(capsys, "predict", model, sorted((scenes / "beach").iterdir())[0]))
+    assert f"'{model}'" in line and "TorchScript" in line
+
+
+def test_the_csv_has_as_many_columns_as_the_model_has_classes(capsys, teacher_run, scenes, tmp_path):
+    out = tmp_path / "p.csv"
+    code, _, err = run_cli(capsys, "predict", teacher_run, sorted((scenes / "beach").iterdir())[0],
+                           "--top-k", "5", "--out", out)  # the teacher knows 4 classes
+    assert code == 0, err
+    header = out.read_text().splitlines()[0].split(",")
+    assert header[-2:] == ["class_4", "prob_4"]
+
+
+def test_a_file_of_python_objects_is_refused_without_advising_to_unpickle_it(capsys, scenes, tmp_path):
+    import argparse
+
+    import torch
+
+    bad = tmp_path / "objects.pt"
+    torch.save({"format": "rsdistill", "model": argparse.Namespace(a=1)}, bad)  # not on torch's allow-list
+    for args in (["eval", "--data", scenes, "--checkpoint", bad], ["profile", bad]):
+        line = error_line(run_cli(capsys, *args))
+        assert str(bad) in line and "weights_only" not in line and "Python objects" in line, args
+
+
+def test_profile_of_an_exported_file_says_what_profile_measures(capsys, tmp_path):
+    exported = tmp_path / "x.onnx"
+    exported.write_bytes(b"onnx bytes")
+    line = error_line(run_cli(capsys, "profile", exported))
+    assert "exported file" in line and "Weights only" not in line

@@ -52,7 +52,7 @@ def test_markdown_twin_has_the_same_sections_and_images(tmp_path):
     assert [ln for ln in md.splitlines() if ln.startswith("## ")] == [
         "## Table only", "## Inside the folder", "## Outside the folder", "## Settings"]
     assert "![Inside the folder](figs/a.png)" in md and "![Outside the folder](report_files/b.png)" in md
-    assert "| kd <b>" in md and "*what to look for*" in md
+    assert "| kd &lt;b&gt;" in md and "*what to look for*" in md  # the user's text, shown, never markup
 
 
 def test_an_image_with_the_same_name_from_elsewhere_is_not_overwritten(tmp_path):
@@ -84,3 +84,20 @@ def test_the_page_loads_in_a_headless_browser_and_a_broken_image_is_caught(tmp_p
     check = open_page(browser, page)
     assert check.broken_images == ["figs/a.png"]
     assert any("a.png" in e for e in check.console_errors)
+
+
+def test_latex_tables_escape_every_special_character_once():
+    t = Table(["label", "top-1"])
+    t.add("50% & $x_1$ #2 {a} ~b ^c \\d", "81.2 ± 0.4")
+    row = t.to_latex().splitlines()[4]  # after the tabular opening, a rule, the header, a rule
+    assert row == (r"50\% \& \$x\_1\$ \#2 \{a\} \textasciitilde{}b \textasciicircum{}c \textbackslash{}d"
+                   r" & 81.2 $\pm$ 0.4 \\")
+
+
+def test_markdown_shows_a_labels_html_and_pipes_as_text_and_the_page_shows_them_the_same():
+    t = Table(["run", "top-1"])
+    t.add("<img src=x onerror=alert(1)> a|b", 1.0)
+    md = t.to_markdown()
+    assert "<img" not in md and "&lt;img src=x onerror=alert(1)&gt; a\\|b" in md
+    page = markdown_to_html(md)
+    assert "<td>&lt;img src=x onerror=alert(1)&gt; a|b</td>" in page and "<img" not in page

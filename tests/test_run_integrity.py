@@ -49,7 +49,7 @@ def copy_of(scenes: Path, where: Path) -> Path:
 
 
 # A second process holding a run directory's lock the way a run does, until it is killed.
-HOLDER = ("import sys, time\nfrom rsdistill.experiments.rundir import RunLock\n"
+HOLDER = ("import sys, time\nfrom rsdistill.runs.claim import RunLock\n"
           "RunLock(sys.argv[1]).acquire()\nprint('held', flush=True)\ntime.sleep(300)\n")
 
 
@@ -155,6 +155,143 @@ def test_eval_out_refuses_the_data_and_a_folder_of_other_files(capsys, scenes, t
     line = error_line(run_cli(capsys, "eval", "--data", data, "--checkpoint", teacher_run,
                                "--out", tmp_path / "notes"))
     assert "notes" in line and not (tmp_path / "notes" / "eval.json").exists()
+
+
+def listing(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_users_folder_with_a_config_yaml_is_refused_before_anything_is_written_overwrite_included(
+        capsys, scenes, tmp_path):
+    proj = tmp_path / "proj"
+    (proj / "checkpoints").mkdir(parents=True)
+    (proj / "config.yaml").write_text("lr: 0.5\n")
+    (proj / "checkpoints" / "my_model.pt").write_text("w")
+    before = listing(proj)
+    for extra in ([], ["--overwrite"]):
+        line = error_line(train(capsys, scenes, proj, *extra))
+        assert "not an rsdistill run folder" in line and "run.json" in line, extra
+        assert listing(proj) == before and not (proj / ".lock").exists(), extra  # not even the lock
+    line = error_line(run_cli(capsys, "train", "--resume", proj))
+    assert "not an rsdistill run folder" in line and listing(proj) == before
+
+
+def test_a_run_folder_is_marked_by_the_run_json_it_writes_first(capsys, scenes, tmp_path, monkeypatch):
+    from rsdistill import __version__
+    from rsdistill.io import atomic_write_text
+
+    written = []
+    monkeypatch.setattr("rsdistill.io.atomic_write_text",
+                        lambda path, text: (written.append(Path(path).name), atomic_write_text(path, text))[1])
+    run = tmp_path / "run"
+    code, _, err = train(capsys, scenes, run)
+    assert code == 0, err
+    assert written[0] == "run.json"
+    marker = json.loads((run / "run.json").read_text())
+    assert marker["tool"] == "rsdistill" and marker["version"] == __version__
+
+
+def started_without_an_epoch(capsys, monkeypatch, data, out) -> None:
+    """A run stopped in its first epoch: config.yaml, split.json, no checkpoints/last.pt."""
+    interrupt_after_logging_epoch(monkeypatch, 1)
+    code, _, err = train(capsys, data, out, "train.epochs=2")
+    assert code == 130, err
+    monkeypatch.undo()
+    assert not (out / "checkpoints" / "last.pt").exists()
+
+
+def test_overwrite_removes_only_the_files_the_run_wrote(capsys, scenes, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    started_without_an_epoch(capsys, monkeypatch, scenes, run)
+    (run / "checkpoints").mkdir(exist_ok=True)
+    mine = {run / "checkpoints" / "my_model.pt": "w", run / "tb" / "notes.txt": "n", run / "README.md": "r"}
+    for file, text in mine.items():
+        file.write_text(text)
+    code, _, err = train(capsys, scenes, run, "--overwrite")
+    assert code == 0, err
+    assert all(f.read_text() == text for f, text in mine.items())
+    assert json.loads((run / "metrics.json").read_text())["status"] == "finished"
+
+
+def test_a_run_folder_of_an_earlier_version_without_the_marker_still_resumes_and_overwrites(
+        capsys, scenes, tmp_path, monkeypatch):
+    old = tmp_path / "old"
+    interrupted_run(capsys, monkeypatch, scenes, old)
+    (old / "run.json").unlink()
+    code, _, err = run_cli(capsys, "train", "--resume", old)
+    assert code == 0, err
+    assert json.loads((old / "run.json").read_text())["tool"] == "rsdistill"  # marked from now on
+
+    unstarted = tmp_path / "unstarted"
+    started_without_an_epoch(capsys, monkeypatch, scenes, unstarted)
+    (unstarted / "run.json").unlink()
+    code, _, err = train(capsys, scenes, unstarted, "--overwrite")
+    assert code == 0, err
+    # A config.yaml of the user's beside a run's file is no run: its config is not a resolved one.
+    (unstarted / "config.yaml").write_text("lr: 0.5\n")
+    (unstarted / "run.json").unlink()
+    line = error_line(train(capsys, scenes, unstarted, "--overwrite"))
+    assert "not an rsdistill run folder" in line and (unstarted / "config.yaml").read_text() == "lr: 0.5\n"
+
+
+@pytest.mark.parametrize("args, field", [
+    (["--set", "train.epochs=5"], "train.epochs"),
+    (["--model", "resnet18"], "model.name"),
+    (["--seed", "7"], "seed"),
+    (["--config", "CONFIG"], "train.lr"),
+])
+def test_resume_with_other_settings_is_refused_naming_the_field(capsys, scenes, tmp_path, monkeypatch, args, field):
+    run = tmp_path / "run"
+    interrupted_run(capsys, monkeypatch, scenes, run)
+    (tmp_path / "c.yaml").write_text("train:\n  lr: 0.5\n")
+    args = [str(tmp_path / "c.yaml") if a == "CONFIG" else a for a in args]
+    before = listing(run)
+    line = error_line(run_cli(capsys, "train", "--resume", run, *args))
+    assert field in line and "resumed run keeps its settings" in line
+    assert listing(run) == before
+    # The same value as the run's is no change.
+    code, _, err = run_cli(capsys, "train", "--resume", run, "--set", "train.epochs=3", "seed=0")
+    assert code == 0, err
+
+
+def test_resume_may_change_the_threads_and_the_device_and_says_so(capsys, scenes, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    interrupted_run(capsys, monkeypatch, scenes, run)
+    stored = (run / "config.yaml").read_text()
+    code, _, err = run_cli(capsys, "train", "--resume", run, "--threads", "1", "--device", "cpu")
+    assert code == 0, err
+    assert "train.threads = 1" in err and "train.device = 'cpu'" in err
+    assert (run / "config.yaml").read_text() == stored  # the run's own settings stay on record
+
+
+def test_resume_removes_the_temporary_file_of_a_checkpoint_write_that_was_killed(capsys, scenes, tmp_path,
+                                                                                   monkeypatch):
+    run = tmp_path / "run"
+    interrupted_run(capsys, monkeypatch, scenes, run)
+    leftover = run / "checkpoints" / ".last.pt.k2j4x9q1.tmp"
+    leftover.write_bytes(b"half a checkpoint")
+    mine = run / "checkpoints" / "notes.tmp"
+    mine.write_text("mine")
+    code, _, err = run_cli(capsys, "train", "--resume", run)
+    assert code == 0, err
+    assert not leftover.exists() and mine.read_text() == "mine"
+
+
+def test_eval_out_takes_the_lock_of_a_run(capsys, scenes, teacher_run, tmp_path):
+    out = tmp_path / "ev"
+    out.mkdir()
+    holder = hold_lock(out)
+    try:
+        line = error_line(run_cli(capsys, "eval", "--checkpoint", teacher_run, "--out", out))
+        assert "in use" in line and f"pid {holder.pid}" in line
+        assert not (out / "eval.json").exists()
+    finally:
+        kill(holder)
+    code, _, err = run_cli(capsys, "eval", "--checkpoint", teacher_run, "--out", out)
+    assert code == 0, err
+    assert json.loads((out / "eval.json").read_text())["images"] > 0
+    code, _, err = run_cli(capsys, "eval", "--checkpoint", teacher_run, "--out", out)  # an earlier result
+    assert code == 0, err
 
 
 # --------------------------------------------------------------------------- absolute paths, fingerprint

@@ -18,6 +18,7 @@ import yaml
 
 from rsdistill.engine.runlog import read_jsonl
 from rsdistill.experiments.suite_cell import restart_if_killed_while_starting
+from rsdistill.runs.claim import RunLock
 from rsdistill.experiments.suite_plan import SuiteFolder, plan
 from rsdistill.experiments.suite_spec import load_suite
 from rsdistill.reports.tables import Table, mean_std
@@ -336,10 +337,12 @@ def test_report_of_a_folder_that_is_not_a_suite_is_an_error(capsys, tmp_path):
 def test_a_cell_killed_while_its_run_was_starting_starts_afresh(tmp_path):
     run = tmp_path / "run"  # config.yaml written, killed before split.json: nothing trained yet
     run.mkdir()
+    (run / "run.json").write_text('{"tool": "rsdistill"}')  # the marker, written first
     (run / "config.yaml").write_text("seed: 0\n")
     (run / "dataset.json").write_text("{}")
     restart_if_killed_while_starting(run)
     assert not (run / "config.yaml").exists() and not (run / "dataset.json").exists()
+    assert not (run / "run.json").exists()
     (run / "config.yaml").write_text("seed: 0\n")
     (run / "split.json").write_text("{}")
     restart_if_killed_while_starting(run)  # a run that got further is resumed, never cleared
@@ -367,3 +370,95 @@ def test_the_report_flags_each_distilled_row_below_the_student_alone_per_split_w
                                "its teacher (81.60) is +2.80 points")
     assert notes[1].startswith("⚠ ISDM (5:5): top-1 59.50 is 0.50 below")  # a missing row is not judged
     assert below_alone_flags(rows, ["8:2"], None, groups) == []  # no student alone in the suite
+
+# --------------------------------------------------------------------------- suite folders move
+
+
+def tables(out: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in sorted((out / "tables").iterdir())}
+
+
+def attempts(out: Path) -> dict[str, int]:
+    return {str(p.relative_to(out / "cells")): len(json.loads(p.read_text())["attempts"])
+            for p in (out / "cells").rglob("*.json")}
+
+
+def test_a_finished_suite_moved_or_copied_reports_the_same_tables_and_reruns_nothing(capsys, scenes, tmp_path):
+    import shutil
+
+    # a teacher cell of its own: its students' configs name its checkpoint and split file
+    suite = write_suite(tmp_path / "suite.yaml", scenes, None, seeds=[0], teacher={"model": "resnet8x4"},
+                        methods=[{"name": "alone", "method": "ce"}])
+    first = tmp_path / "first"
+    code, _, err = run_cli(capsys, "-q", "suite", suite, "--out", first)
+    assert code == 0, err
+    want, tried = tables(first), attempts(first)
+    cells = {c["id"]: c for c in json.loads((first / "suite.json").read_text())["cells"]}
+    student = cells["scenes/8_2/alone/seed0"]
+    assert student["run_dir"] == "runs/scenes/8_2/alone/seed0"  # inside the folder: relative to it
+    assert student["config"]["data"]["split_file"] == "runs/scenes/8_2/teacher/seed0/split.json"
+    assert student["config"]["data"]["root"] == str(scenes)  # outside: as it is
+
+    copy, moved = tmp_path / "copy", tmp_path / "moved"
+    shutil.copytree(first, copy)
+    first.rename(moved)  # the copy must not read the original's runs: it is gone from its place
+    for out in (copy, moved):
+        code, _, err = run_cli(capsys, "report", out)
+        assert code == 0, err
+        assert tables(out) == want, out
+        assert all(c["status"] == "finished" for c in json.loads((out / "results.json").read_text())["cells"])
+        code, _, err = run_cli(capsys, "-q", "suite", suite, "--out", out)  # every finished cell skipped
+        assert code == 0, err
+        assert attempts(out) == tried and tables(out) == want
+        student = yaml.safe_load((out / "runs/scenes/8_2/alone/seed0/config.yaml").read_text())
+        assert student["data"]["split_file"] == str(out / "runs/scenes/8_2/teacher/seed0/split.json")
+
+
+def test_report_never_replaces_tables_with_fewer_finished_cells_without_saying_so(capsys, scenes, teacher_run,
+                                                                                    tmp_path):
+    import shutil
+
+    suite = write_suite(tmp_path / "suite.yaml", scenes, teacher_run, seeds=[0])
+    out = tmp_path / "out"
+    code, _, err = run_cli(capsys, "-q", "suite", suite, "--out", out)
+    assert code == 0, err
+    want, results = tables(out), (out / "results.json").read_text()
+    shutil.rmtree(out / "runs/scenes/8_2/kd/seed0")
+    code, _, err = run_cli(capsys, "report", out)
+    assert code == 2 and "scenes/8_2/kd/seed0" in err and "not finished now" in err
+    assert tables(out) == want and (out / "results.json").read_text() == results
+
+
+def test_sigterm_to_the_suite_stops_its_running_cell_which_is_resumable(capsys, scenes, teacher_run, tmp_path):
+    suite = write_suite(tmp_path / "suite.yaml", scenes, teacher_run, seeds=[0],
+                        methods=[{"name": "alone", "method": "ce", "set": {"train.epochs": 50}}])
+    out = tmp_path / "out"
+    started = out / "runs/scenes/8_2/alone/seed0/metrics.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "rsdistill", "-q", "suite", str(suite), "--out", str(out)],
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 600
+    while not (started.is_file() and started.stat().st_size) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)  # the suite's own process only, as `kill PID` does
+    try:
+        proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    err = proc.stderr.read().decode()
+    record = json.loads((out / "cells/scenes/8_2/alone/seed0.json").read_text())
+    cell_pid = record["attempts"][-1]["pid"]
+    still_running = True
+    try:
+        os.kill(cell_pid, 0)
+    except ProcessLookupError:
+        still_running = False
+    if still_running:
+        os.killpg(proc.pid, signal.SIGKILL)
+    assert not still_running, "the cell runs on as an orphan"
+    assert proc.returncode == 130, err[-2000:]
+    assert record["attempts"][-1]["outcome"] == "interrupted" and record["status"] == "interrupted"
+    run = out / "runs/scenes/8_2/alone/seed0"
+    assert not (run / "metrics.json").exists() and (run / "split.json").is_file()  # started, resumable
+    RunLock(run).acquire().release()  # and nobody holds it

@@ -117,3 +117,11 @@ def test_decoded_cache_is_keyed_by_the_decoding_options(tmp_path):
     assert torch.equal(other[0, 0], first[0, 2]) and not torch.equal(other, first)
     assert len(list((tmp_path / "cache").glob("*.pt"))) == 2
     assert DecodeOptions.of(DataConfig(bands=[2, 1, 0], tiff_stretch="none")) == DecodeOptions("none", (2, 1, 0))
+
+
+def test_a_complex_tiff_is_refused_by_name_not_read_as_its_real_part(tmp_path, recwarn):
+    file = tmp_path / "slc.tif"
+    tifffile.imwrite(file, (np.arange(50 * 50).reshape(50, 50) * (1 + 2j)).astype(np.complex64))
+    with pytest.raises(DataError, match=r"slc.tif' holds complex values"):
+        decode_image(file, 50)
+    assert not [w for w in recwarn if "complex" in str(w.message).lower()]

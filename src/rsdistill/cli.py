@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -272,7 +273,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.resume:
         # --data with --resume: the run's dataset has moved there (its fingerprint is checked).
         data_root = _data_argument(args.data, None)[1] if args.data else None
-        metrics = run(None, args.resume, resume=True, data_root=data_root)
+        metrics = run(None, args.resume, resume=True, data_root=data_root, changes=_resume_changes(args))
         out = args.resume
     else:
         if not args.out:
@@ -288,6 +289,30 @@ def cmd_run(args: argparse.Namespace) -> int:
                           "best_top1": round(metrics["best_top1"], 2),
                           "best_selected_on": metrics.get("best_selected_on"), "epochs": metrics["epochs"]}))
     return 0
+
+
+def _resume_changes(args: argparse.Namespace) -> dict[str, Any]:
+    """What a ``--resume`` command line asks for beyond the run's own settings (a config layer;
+    ``run`` refuses the fields a resume may not change)."""
+    from .config import deep_merge, load_yaml, parse_set
+
+    layer: dict[str, Any] = {}
+    for file in args.config:
+        layer = deep_merge(layer, load_yaml(file))
+    flags: dict[str, Any] = {}
+    options = {("seed",): args.seed, ("data", "preset"): args.preset, ("data", "split_file"): args.split_file,
+               ("train", "device"): args.device, ("train", "threads"): args.threads,
+               ("train", "deterministic"): True if args.deterministic else None,
+               ("model", "name"): getattr(args, "model", None) or getattr(args, "student", None),
+               ("teacher", "checkpoint"): getattr(args, "teacher", None),
+               ("method", "name"): getattr(args, "method", None)}
+    for path, value in options.items():
+        if value is not None:
+            node = flags
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = value
+    return deep_merge(deep_merge(layer, flags), parse_set(args.set))
 
 
 # The suffixes that say what a model file holds (export infers --format from them).
@@ -347,7 +372,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for p in predictions:
         print(format_prediction(p))
     if args.out:
-        write_predictions(args.out, predictions, args.top_k, predictor.file)
+        write_predictions(args.out, predictions, min(args.top_k, len(predictor.info.classes)), predictor.file)
     failed = [p for p in predictions if p.error]
     for p in failed:
         print(f"error: {p.error}", file=sys.stderr)
@@ -553,6 +578,14 @@ def setup_logging(quiet: bool) -> None:
     console.setLevel(logging.WARNING if quiet else logging.INFO)
     logger.setLevel(logging.INFO)
     logger.propagate = False
+    warnings.showwarning = _show_warning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A library's warning as one line of the log (no source file and line of the library's code;
+    train.log keeps it too)."""
+    text = str(message).strip().splitlines()
+    log.warning("%s: %s", category.__name__, text[0] if text else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -578,7 +611,9 @@ def _continue_hint(args: argparse.Namespace) -> str:
     a start interrupted before that leaves no run folder behind)."""
     if args.command in ("train", "distill"):
         run = getattr(args, "resume", None) or getattr(args, "out", None)
-        if run and (Path(run) / "config.yaml").is_file():
+        from .runs.folder import RunDir
+
+        if run and RunDir(run).config.is_file():
             return f"; continue with --resume {run}"
         return "; nothing was started: run the command again"
     if args.command in ("ablate", "demo"):

@@ -345,3 +345,18 @@ def build_config(*layers: dict[str, Any], source: str = "config") -> RunConfig:
         return RunConfig.model_validate(merged)
     except ValidationError as e:
         raise ConfigError(f"{source}: {format_validation_error(e, RunConfig)}") from None
+
+
+def load_run_config(run_dir: str | Path) -> RunConfig:
+    """The config a run folder was made with (its ``config.yaml``); one-line errors for a folder
+    that is no run and for a damaged file."""
+    from .runs.folder import CONFIG, MARKER, RunDir
+
+    run = RunDir(run_dir)
+    if not run.config.is_file():
+        raise ConfigError(f"'{run_dir}' is not a run directory (no {CONFIG}) and cannot be resumed")
+    if not run.is_run():
+        raise ConfigError(f"'{run_dir}' is not an rsdistill run folder (no {MARKER}, and its {CONFIG} "
+                          "is not one a run wrote): rsdistill never writes into a folder of yours")
+    raw = yamlfile.load_file(run.config, "run config")  # one line with the line and column when damaged
+    return build_config(raw, source=str(run.config))

@@ -13,9 +13,11 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 
 class Section(BaseModel):
-    """A config section: unknown keys are errors, values are validated on assignment too."""
+    """A config section: unknown keys are errors, values are validated on assignment too, and no
+    float field takes inf or nan (``.inf`` or ``1e400`` in YAML: no setting means that)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True,
+                              allow_inf_nan=False)
 
 
 def suggest(word: str, choices: Any) -> str:
@@ -33,9 +35,15 @@ def format_validation_error(e: ValidationError, model: type[BaseModel], prefix: 
     if err["type"] == "extra_forbidden":
         return f"unknown field '{field}'{suggest(loc[-1], _fields_at(model, loc[:-1]))}"
     msg = err["msg"].removeprefix("Value error, ")
-    if "input" in err and err["type"] != "missing" and not isinstance(err["input"], dict):
+    if "input" in err and err["type"] != "missing" and not isinstance(err["input"], dict) \
+            and not _names_value(msg, err["input"]):
         return f"{field}: {msg} (got {err['input']!r})" if field else msg
     return f"{field}: {msg}" if field else msg
+
+
+def _names_value(msg: str, value: Any) -> bool:
+    """Whether a validator's own message names the value already (``(got ...)``, or a quoted name)."""
+    return "(got " in msg or (isinstance(value, str) and f"'{value}'" in msg)
 
 
 def _fields_at(model: Any, path: list[str]) -> list[str]:

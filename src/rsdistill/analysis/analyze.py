@@ -24,10 +24,10 @@ import numpy as np
 import torch
 
 from ..engine.checkpoint import resolve_checkpoint
-from ..engine.runlog import read_jsonl
 from ..engine.seeding import resolve_device
 from ..errors import RsDistillError
-from ..experiments.rundir import check_output_folder, check_outside_data
+from ..runs.claim import check_output_folder, check_outside_data
+from ..runs.folder import SOFT_LABELS, RunDir
 from ..io import atomic_write_json
 from ..reports.html import ReportSection, write_html, write_markdown
 from ..reports.runs_table import run_labels
@@ -157,7 +157,7 @@ def _analyze(runs: list[LoadedRun], loader: RunLoader, out: Path, pair: tuple[Lo
         notes.append("fidelity: no run has a teacher to compare with (distillation runs name theirs in config.yaml)")
 
     # 5. cost against accuracy, 7. curves (both from the runs' logs)
-    logs = {r.name: read_jsonl(r.dir / "metrics.jsonl") for r in runs}
+    logs = {r.name: RunDir(r.dir).read_epochs().require("the run's epoch log") for r in runs}
     result["cost"] = {r.name: {"method": r.method, "top1": _num(r.metrics.get("top1")),
                                "seconds_per_iteration": _num(seconds_per_iteration(
                                    logs[r.name], len(r.data.split.train), r.config.train.batch_size)),
@@ -206,9 +206,9 @@ def _analyze(runs: list[LoadedRun], loader: RunLoader, out: Path, pair: tuple[Lo
 def _soft_labels(run: LoadedRun, loader: RunLoader, out: Path, class_names: list[str], notes: list[str]):
     """(figure file, numbers, test-split margins); parts that need the teacher are skipped with a
     note when it cannot be loaded."""
-    file = run.dir / "soft_labels.json"
+    file = RunDir(run.dir).soft_labels
     if not file.is_file():
-        notes.append(f"soft labels: ISDM run '{run.name}' has no soft_labels.json (written when a run finishes)")
+        notes.append(f"soft labels: ISDM run '{run.name}' has no {SOFT_LABELS} (written when a run finishes)")
         return None, None, None
     data = read_soft_labels(file)
     samples = data["samples"]

@@ -23,9 +23,10 @@ from ..distillers.base import Distiller
 from ..engine.batch import move
 from ..engine.checkpoint import load_model, read_checkpoint, resolve_checkpoint
 from ..errors import CheckpointError, ConfigError, RsDistillError
-from ..experiments.single import load_run_config
+from ..config import load_run_config
 from ..models import ModelAdapter
 from ..reports.runs_table import failed, read_run
+from ..runs.folder import SPLIT, RunDir
 
 
 @dataclass
@@ -86,9 +87,9 @@ class RunLoader:
         if key not in self._indexes:
             self._indexes[key] = scan_dataset(data_cfg.preset, data_cfg.root)
         index = self._indexes[key]
-        split_file = run_dir / "split.json"
+        split_file = RunDir(run_dir).split
         if not split_file.is_file():
-            raise RsDistillError(f"run '{run_dir}' has no split.json: its test split is unknown")
+            raise RsDistillError(f"run '{run_dir}' has no {SPLIT}: its test split is unknown")
         check_fingerprint(run_dir, index)
         split = load_split(split_file)
         check_split_matches(split, index, split_file)
@@ -163,7 +164,7 @@ def distiller_of(run: LoadedRun, teacher: ModelAdapter) -> Distiller:
     (an ISDM scaler), from ``checkpoints/last.pt``: what recomputes its soft labels and margins."""
     cls = registry.get(run.method)
     distiller = cls(run.model, teacher, run.config.method, run.data.info)
-    ckpt = read_checkpoint(run.dir / "checkpoints" / "last.pt")
+    ckpt = read_checkpoint(RunDir(run.dir).last)
     extras = distiller.extra_modules()
     try:
         for k, sd in ckpt.get("extras", {}).items():

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import DataError
+from ..errors import DataError, load_failure
 from ..io import atomic_write
 from .bad_images import UnreadableImages
 
@@ -103,6 +103,9 @@ def _read_tiff(path: Path, options: DecodeOptions) -> np.ndarray | None:
         return None  # not really a TIFF (a renamed JPEG or PNG): PIL decides
     except ValueError as e:  # e.g. "<COMPRESSION.LZW: 5> requires the 'imagecodecs' package"
         raise DataError(f"cannot read image '{path}': {e}".splitlines()[0]) from None
+    if np.iscomplexobj(data):  # radar (SLC) images: which real picture to take is the user's choice
+        raise DataError(f"image '{path}' holds complex values ({data.dtype}); rsdistill reads real-valued "
+                        "images only: convert it first (e.g. to amplitude)")
     data = _bands_last(data, series.axes, path)
     if alpha:
         data = data[..., :3]
@@ -229,7 +232,7 @@ class DecodedCache:
                     log.info("decoded cache hit: %s", file)
                     return images
             except Exception as e:  # noqa: BLE001 - a damaged cache is rebuilt, not fatal
-                log.warning("decoded cache '%s' unreadable (%s); decoding again", file, e)
+                log.warning("decoded cache '%s' unreadable (%s); decoding again", file, load_failure(e))
         images = decode_all(root, relpaths, size, progress=self.progress, options=self.options)
         atomic_write(file, lambda f: torch.save(images, f))
         log.info("decoded cache written: %s", file)

@@ -14,9 +14,8 @@ from typing import Any
 
 from ..errors import DataError
 from ..io import atomic_write_json
+from ..runs.folder import DATASET as FILE_NAME
 from .folders import FolderIndex
-
-FILE_NAME = "dataset.json"
 
 
 def fingerprint(index: FolderIndex) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from ..data.folders import FolderIndex
 from ..data.presets import scan_dataset
 from ..data.splits import Split, load_split
 from ..errors import ConfigError, DataError, RsDistillError
+from ..runs.folder import CONFIG, SPLIT, RunDir
 from ..yamlfile import load_file
 from .formats import Predictor
 
@@ -61,9 +62,9 @@ class RunTestSplit:
 def run_test_split(run_dir: Path, data_root: str | Path | None = None) -> RunTestSplit:
     """The test split of a run directory, with the run's data settings."""
     run_dir = Path(run_dir)
-    config_file = run_dir / "config.yaml"
+    config_file = RunDir(run_dir).config
     if not config_file.is_file():
-        raise ConfigError(f"run '{run_dir}' has no config.yaml: its data settings are unknown")
+        raise ConfigError(f"run '{run_dir}' has no {CONFIG}: its data settings are unknown")
     data = build_config(load_file(config_file, "run config"), source=str(config_file)).data.model_copy()
     if data_root:
         layout, data.root = split_data_argument(str(data_root))  # cifar100:DIR as training took it
@@ -71,9 +72,9 @@ def run_test_split(run_dir: Path, data_root: str | Path | None = None) -> RunTes
             raise ConfigError(f"--data '{data_root}': run '{run_dir}' was trained on a '{data.preset}' dataset")
     if not data.root:
         raise ConfigError(f"run '{run_dir}' names no dataset folder: give --data DIR")
-    split_file = run_dir / "split.json"
+    split_file = RunDir(run_dir).split
     if not split_file.is_file():
-        raise DataError(f"run '{run_dir}' has no split.json: its test split is unknown")
+        raise DataError(f"run '{run_dir}' has no {SPLIT}: its test split is unknown")
     index = scan_dataset(data.preset, data.root)
     check_fingerprint(run_dir, index)
     return RunTestSplit(data, index, load_split(split_file, index), split_file)

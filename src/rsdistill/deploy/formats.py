@@ -24,6 +24,7 @@ from ..data.decode import DecodeOptions
 from ..engine.checkpoint import load_model, run_dir_of
 from ..errors import CheckpointError
 from ..models import LogitsOnly, ModelAdapter, build_model
+from ..runs.folder import RunDir
 
 INPUT_FORMAT = "float32 N x 3 x H x W, RGB in [0, 1], resized to input_size x input_size"
 NORMALISATION = "inside the model: (x - mean) / std per RGB channel, x in [0, 1]"
@@ -82,13 +83,10 @@ def info_of(model: ModelAdapter, record: dict[str, Any], image_size: int | None 
     stretch, bands = "per_image", None
     run_dir = run_dir_of(Path(record["file"])) if record.get("file") else None
     if run_dir is not None:
-        import yaml
-
-        try:
-            data = (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("data") or {}
+        # a damaged config only loses the TIFF options; the model itself is in the checkpoint
+        data = RunDir(run_dir).read_config().get({}).get("data")
+        if isinstance(data, dict):
             stretch, bands = data.get("tiff_stretch") or stretch, data.get("bands")
-        except (OSError, yaml.YAMLError, AttributeError):
-            pass  # a damaged config only loses the TIFF options; the model itself is in the checkpoint
     return ModelInfo(
         record["arch"], list(record["class_names"]), int(image_size or record.get("image_size") or 224),
         [round(float(v), 8) for v in model.input_mean.flatten()], [round(float(v), 8) for v in model.input_std.flatten()],
@@ -127,7 +125,12 @@ class TorchScriptPredictor(TorchPredictor):
         self.device = torch.device(device)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # TorchScript's deprecation notice
-            self.net = torch.jit.load(str(path), map_location=self.device).eval()
+            try:
+                self.net = torch.jit.load(str(path), map_location=self.device).eval()
+            except Exception as e:  # noqa: BLE001 - truncated or foreign files: torch's own error types vary
+                reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise CheckpointError(f"'{path}' is not a TorchScript file that can be loaded (truncated, or "
+                                      f"another kind of file?): {reason}") from None
         self.info, self.file = info, str(path)
 
 

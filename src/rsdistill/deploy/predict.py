@@ -40,7 +40,8 @@ class Prediction:
 
 def find_images(inputs: Iterable[str]) -> tuple[list[Path], list[Prediction]]:
     """Image files from files, folders (searched recursively for image suffixes) and globs, in the
-    order given, each once; inputs that match nothing come back as failed predictions."""
+    order given, each once; inputs that give no image (missing, an empty folder, a glob that
+    matches nothing) come back as failed predictions, all alike."""
     found: list[Path] = []
     missing: list[Prediction] = []
     for item in inputs:
@@ -48,7 +49,10 @@ def find_images(inputs: Iterable[str]) -> tuple[list[Path], list[Prediction]]:
         if path.is_file():
             found.append(path)
         elif path.is_dir():
-            found += _images_under(path)
+            images = _images_under(path)
+            found += images
+            if not images:
+                missing.append(Prediction(item, error=f"folder '{item}' holds no images ({', '.join(IMAGE_EXTENSIONS)})"))
         elif any(c in item for c in "*?["):
             matches = sorted(Path(m) for m in glob.glob(item, recursive=True))
             hits = [p for m in matches for p in (_images_under(m) if m.is_dir() else [m] if _is_image(m) else [])]
@@ -178,8 +182,8 @@ def predict(model: str | Path, inputs: list[str], k: int = 5, batch: int = 32, d
     if bands is not None and (len(bands) != 3 or min(bands) < 0):
         raise RsDistillError(f"predict: --bands takes 3 band indices from 0 (got {bands})")
     paths, missing = find_images(inputs)
-    if not paths and not missing:
-        raise RsDistillError(f"predict: no images ({', '.join(IMAGE_EXTENSIONS)}) in {', '.join(inputs)}")
+    if not paths:  # nothing to predict: a user error, whether the inputs are missing or empty
+        raise RsDistillError("predict: no images to predict: " + "; ".join(m.error for m in missing))
     predictor = open_model(model, resolve_device(device))
     if bands is not None or tiff_stretch is not None:
         predictor.info = replace(predictor.info, bands=list(bands) if bands is not None else predictor.info.bands,

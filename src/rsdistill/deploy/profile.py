@@ -149,6 +149,9 @@ def resolve_model(spec: str, classes: int = 1000) -> tuple[ModelAdapter, str, in
     from ..engine.checkpoint import load_model
     from ..errors import RsDistillError
 
+    if Path(spec).is_file() and Path(spec).suffix.lower() in (".onnx", ".safetensors", ".ts"):
+        raise RsDistillError(f"profile: '{spec}' is an exported file; profile measures a run directory, an "
+                             "rsdistill checkpoint or a model name (profile the run it was exported from)")
     if Path(spec).exists():
         model, record = load_model(spec)
         return model, str(spec), record.get("image_size")

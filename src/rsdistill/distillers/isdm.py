@@ -31,6 +31,7 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from ..io import atomic_write_json
+from ..runs.folder import RunDir
 from .base import Distiller
 from .losses import kl_divergence, max_non_target_logit, target_logit, target_mask
 from .registry import register
@@ -499,7 +500,7 @@ class ISDM(Distiller[ISDMConfig]):
                                               rec["p_t_y"], rec["q_y"], rec["a"], rec["m"], rec["gap"])
         ]
         cfg = self.cfg
-        atomic_write_json(run_dir / "soft_labels.json", {
+        atomic_write_json(RunDir(run_dir).soft_labels, {
             "description": "ISDM soft labels of every training sample (unaugmented) after training: "
                            "teacher target probability p_t_y at T, scaled target probability q_y, "
                            "scaler output a, teacher logit gap, and margin m (dynamic margins "

@@ -7,15 +7,15 @@ under ``model`` on its own, so evaluation and export never see the method's extr
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, load_failure
 from ..io import atomic_write
 from ..models import ModelAdapter, build_model
+from ..runs.folder import CHECKPOINTS, RunDir
 
 FORMAT = "rsdistill-checkpoint"
 VERSION = 1
@@ -43,7 +43,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - truncated, foreign or tampered files alike
-        raise CheckpointError(f"checkpoint '{path}' cannot be read: {str(e).splitlines()[0]}") from None
+        raise CheckpointError(f"checkpoint '{path}' cannot be read: {load_failure(e)}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "model" not in ckpt:
         raise CheckpointError(f"checkpoint '{path}' is not an rsdistill checkpoint (a torchvision or timm "
                               "weights file as a teacher: --set teacher.model=NAME)")
@@ -65,18 +65,10 @@ def resolve_checkpoint(path: str | Path) -> Path:
     else ``last.pt`` (a model is never picked on the test split silently); a file -> itself."""
     path = Path(path)
     if path.is_dir():
-        ckpts = path / "checkpoints"
-        selected_on = None
-        metrics = path / "metrics.json"
-        if metrics.is_file():
-            try:
-                selected_on = json.loads(metrics.read_text()).get("best_selected_on")
-            except ValueError:
-                pass
-        name = "best.pt" if selected_on == "val" else "last.pt"
-        if not (ckpts / name).is_file():
-            raise CheckpointError(f"run directory '{path}' has no checkpoints/{name}")
-        return ckpts / name
+        file = RunDir(path).final_checkpoint()
+        if not file.is_file():
+            raise CheckpointError(f"run directory '{path}' has no {CHECKPOINTS}/{file.name}")
+        return file
     if not path.exists():
         raise CheckpointError(f"checkpoint or run directory '{path}' does not exist")
     return path
@@ -98,6 +90,6 @@ def load_model(path: str | Path) -> tuple[ModelAdapter, dict[str, Any]]:
 def run_dir_of(checkpoint_file: Path) -> Path | None:
     """The run directory a checkpoint file belongs to (``RUN/checkpoints/x.pt``), if any."""
     parent = checkpoint_file.parent
-    if parent.name == "checkpoints" and (parent.parent / "config.yaml").is_file():
+    if parent.name == CHECKPOINTS and RunDir(parent.parent).config.is_file():
         return parent.parent
     return None

@@ -12,6 +12,7 @@ from typing import Any
 from torch import Tensor
 
 from ..io import atomic_write_text
+from ..runs.folder import RunDir
 
 log = logging.getLogger("rsdistill")
 
@@ -27,15 +28,15 @@ def _epoch_of(line: str) -> float:
 class RunLog:
     def __init__(self, run_dir: Path, resume_after_epoch: int = 0):
         self.run_dir = run_dir
-        self.jsonl = run_dir / "metrics.jsonl"
+        self.jsonl = RunDir(run_dir).epochs
         self._truncate_after(resume_after_epoch)
-        self._file_handler = logging.FileHandler(run_dir / "train.log")
+        self._file_handler = logging.FileHandler(RunDir(run_dir).log)
         self._file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         logging.getLogger("rsdistill").addHandler(self._file_handler)
         from torch.utils.tensorboard import SummaryWriter
 
         # purge_step drops events of epochs a crashed run logged after its last checkpoint.
-        self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=resume_after_epoch + 1 if resume_after_epoch else None)
+        self.tb = SummaryWriter(str(RunDir(run_dir).tensorboard), purge_step=resume_after_epoch + 1 if resume_after_epoch else None)
 
     def _truncate_after(self, epoch: int) -> None:
         """Keep only the lines of epochs that the checkpoint being resumed from has seen."""

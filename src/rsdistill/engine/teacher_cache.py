@@ -26,6 +26,7 @@ from torch import Tensor
 
 from ..data.datamodule import DataModule
 from ..data.sampling import Shard
+from ..errors import load_failure
 from ..io import atomic_write
 from ..models import ModelAdapter
 from .batch import move
@@ -196,5 +197,5 @@ def _read(file: Path | None, key: CacheKey, shape: tuple[int, int, int]) -> Tens
             return logits.float()
         log.warning("teacher-output cache '%s' does not match this teacher and data; rebuilding", file)
     except Exception as e:  # noqa: BLE001 - a damaged cache is rebuilt, not fatal
-        log.warning("teacher-output cache '%s' unreadable (%s); rebuilding", file, e)
+        log.warning("teacher-output cache '%s' unreadable (%s); rebuilding", file, load_failure(e))
     return None

@@ -27,6 +27,7 @@ from ..data.sampling import rank_seed, shard_length
 from ..distillers.base import Distiller
 from ..errors import TrainingDiverged
 from ..models import LogitsOnly
+from ..runs.folder import RunDir
 from .batch import move
 from .checkpoint import model_record, save_checkpoint
 from .distributed import SINGLE, Distributed, broadcast_buffers, reduce_meter, reduce_sums, wrap_train_step
@@ -116,7 +117,7 @@ class Trainer:
         self.ctx = ctx
         self.teacher_cache: TeacherOutputCache | None = None
         self.set_teacher_cache(teacher_cache)
-        self.ckpt_dir = run_dir / "checkpoints"
+        self.rundir = RunDir(run_dir)
         if cfg.train.channels_last:
             distiller.to(memory_format=torch.channels_last)
         distiller.to(device)
@@ -133,6 +134,12 @@ class Trainer:
         self.teacher_metrics: dict[str, float] | None = None
         # The last epoch's test pass: the run's final metrics, per-class accuracy and confusion.
         self.last_test: AccuracyMeter | None = None
+
+    def _last_good_state(self) -> str:
+        """Where the last good state is, for an error: only a checkpoint that exists (none before
+        the first epoch has ended)."""
+        last = self.rundir.last
+        return f" — the last good state is in '{last}'" if last.is_file() else " (no epoch finished: nothing was kept)"
 
     def set_teacher_cache(self, cache: TeacherOutputCache | None) -> None:
         """Looked up for every batch by (index, view): the method reads it through
@@ -254,7 +261,7 @@ class Trainer:
                     bad = {k: float(v.detach()) for k, v in losses.items()}
                     raise TrainingDiverged(
                         f"epoch {epoch}: loss is not finite ({bad}); lower train.lr or the method's "
-                        f"weights — the last good state is in '{self.ckpt_dir / 'last.pt'}'"
+                        f"weights{self._last_good_state()}"
                     )
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(total).backward()
@@ -280,7 +287,7 @@ class Trainer:
             if not math.isfinite(totals["loss"][0]):
                 raise TrainingDiverged(
                     f"epoch {epoch}: loss is not finite in at least one process; lower train.lr or the "
-                    f"method's weights — the last good state is in '{self.ckpt_dir / 'last.pt'}'"
+                    f"method's weights{self._last_good_state()}"
                 )
             out = {f"train/{k}": t / max(c, 1) for k, (t, c) in totals.items() if k != "/top1"}
             t, c = totals["/top1"]
@@ -353,8 +360,8 @@ class Trainer:
                 # best.pt first: a crash in between must not leave last.pt naming a best model that
                 # best.pt does not hold.
                 if improved:
-                    save_checkpoint(self.ckpt_dir / "best.pt", payload)
-                save_checkpoint(self.ckpt_dir / "last.pt", payload)
+                    save_checkpoint(self.rundir.best, payload)
+                save_checkpoint(self.rundir.last, payload)
             sel = "val" if self.data.has_val else "test"
             if evaluated:
                 scores = "test top-1 %.2f%% top-5 %.2f%%%s" % (

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from ..config import PATH_FIELDS
 from ..errors import RsDistillError
+from ..runs.folder import RunDir
 
 
 def read_metrics(run_dir: Path) -> dict[str, Any]:
-    file = run_dir / "metrics.json"
-    if not file.is_file():
-        raise RsDistillError(f"run '{run_dir}' has not finished (no metrics.json)")
-    metrics = json.loads(file.read_text())
-    if metrics.get("status") == "failed":
-        raise RsDistillError(f"run '{run_dir}' failed: {metrics.get('reason')}")
-    return metrics
+    """A finished run's final metrics (one-line errors for an unfinished, failed or damaged one)."""
+    return RunDir(run_dir).finished_metrics()
 
 
 # Settings that do not change what a run computes (where and how it is shown or cached).
@@ -65,16 +60,16 @@ def differing_settings(requested: dict[str, Any], stored: dict[str, Any], strict
 def run_or_resume(cfg, run_dir: Path) -> dict[str, Any]:
     """Finished runs are read back, interrupted ones resumed, missing ones started; a run
     directory made with other settings is an error, never silently reused."""
-    from .rundir import stored_config
     from .single import is_finished, run
 
-    if (run_dir / "config.yaml").is_file():
-        diffs = differing_settings(cfg.resolve().to_dict(), stored_config(run_dir))
+    rundir = RunDir(run_dir)
+    if rundir.config.is_file():
+        diffs = differing_settings(cfg.resolve().to_dict(), rundir.read_config().require())
         if diffs:
             raise RsDistillError(f"'{run_dir}' holds a run made with other settings ({'; '.join(diffs)}): "
                                  "use another --out, or delete that run directory to redo it")
     if is_finished(run_dir):
         return read_metrics(run_dir)
-    if (run_dir / "config.yaml").is_file():
+    if rundir.config.is_file():
         return run(None, run_dir, resume=True)
     return run(cfg, run_dir)

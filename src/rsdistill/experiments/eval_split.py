@@ -17,6 +17,7 @@ from ..data.folders import FolderIndex
 from ..data.splits import Split, check_split_matches, load_split, published_split, stratified_split
 from ..engine.checkpoint import read_checkpoint
 from ..errors import RsDistillError
+from ..runs.folder import RunDir
 
 log = logging.getLogger("rsdistill")
 
@@ -24,14 +25,14 @@ log = logging.getLogger("rsdistill")
 def eval_split(index: FolderIndex, part: str, split_file: str | None, run_dir: Path | None,
                checkpoint_file: str, stored: RunConfig | None) -> tuple[Split, str, str]:
     """(split, part, description of the images) for evaluating on ``index``; ``stored``: the
-    config the checkpoint carries (:func:`stored_config`)."""
+    config the checkpoint carries (:func:`checkpoint_config`)."""
     if split_file:
         return load_split(split_file, index), part, f"the {part} split of '{split_file}'"
-    if run_dir is not None and (run_dir / "split.json").is_file():
+    if run_dir is not None and RunDir(run_dir).split.is_file():
         # The run's own split: the data must be the run's dataset, wherever it is now.
         check_fingerprint(run_dir, index)
-        split = load_split(run_dir / "split.json")
-        check_split_matches(split, index, run_dir / "split.json")
+        split = load_split(RunDir(run_dir).split)
+        check_split_matches(split, index, RunDir(run_dir).split)
         return split, part, f"the {part} split of run '{run_dir}'"
     remade = _split_of_config(stored, index) if stored is not None else None
     if remade is not None:
@@ -63,7 +64,7 @@ def _split_of_config(cfg: RunConfig, index: FolderIndex) -> tuple[Split, str] | 
                    f"on the run's dataset '{data.root}')")
 
 
-def stored_config(checkpoint_file: str) -> RunConfig | None:
+def checkpoint_config(checkpoint_file: str) -> RunConfig | None:
     """The config of the run a checkpoint was saved by (it carries it), or None: none stored, or
     one this version cannot read."""
     try:

@@ -7,7 +7,6 @@ a corrupt image, comes after the claim, which removes what it created when the s
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -19,6 +18,7 @@ from ..data.presets import scan_dataset
 from ..engine.checkpoint import read_checkpoint, run_dir_of
 from ..engine.seeding import resolve_device
 from ..errors import ConfigError
+from ..runs.folder import RunDir
 
 log = logging.getLogger("rsdistill")
 
@@ -37,11 +37,8 @@ def warn_unfinished_teacher(record: dict[str, Any]) -> None:
     its accuracy is not what the run's tables will say it is."""
     file = Path(record["file"])
     run_dir = run_dir_of(file)
-    if run_dir is not None and (run_dir / "metrics.json").is_file():
-        try:
-            metrics = json.loads((run_dir / "metrics.json").read_text())
-        except ValueError:
-            metrics = {}
+    if run_dir is not None and RunDir(run_dir).metrics.is_file():
+        metrics = RunDir(run_dir).read_metrics().get({})
         if metrics.get("status") == "failed":
             log.warning("teacher '%s' is from a run that failed (%s): its last good epoch is used",
                         file, metrics.get("reason", "no reason recorded"))

@@ -1,10 +1,7 @@
 """One run, from a config to a finished run directory.
 
-A run directory is the unit of truth: ``config.yaml`` (resolved, paths absolute), ``dataset.json``
-(the data's fingerprint), ``split.json``, ``metrics.jsonl`` (per epoch), ``metrics.json`` (final,
-or ``"status": "failed"``), ``checkpoints/{last,best}.pt``, TensorBoard events in ``tb/``,
-``train.log``, and per-class accuracy and the confusion matrix of the final model. ``.lock`` is
-held by the process working on it (see ``rundir``).
+A run directory is the unit of truth; its files are described in :mod:`rsdistill.runs.folder`
+(and how a folder is claimed in :mod:`rsdistill.runs.claim`).
 """
 
 from __future__ import annotations
@@ -19,8 +16,7 @@ from typing import Any
 
 import torch
 
-from .. import yamlfile
-from ..config import RunConfig, build_config
+from ..config import RunConfig, load_run_config
 from ..data.datamodule import DataModule, default_cache_dir
 from ..data.fingerprint import check_fingerprint, write_fingerprint
 from ..data.presets import scan_dataset
@@ -40,17 +36,19 @@ from ..io import atomic_write_json, atomic_write_text
 from ..models import LogitsOnly, ModelAdapter, build_model, count_parameters
 from ..reports.per_class import write_per_class
 from ..engine.threads import CpuShare
-from .eval_split import eval_split, stored_config
-from .preflight import class_difference, preflight, warn_unfinished_teacher
-from .rundir import (
+from ..runs.claim import (
     ClaimedRunDirectory,
     check_outside_data,
     check_output_folder,
     check_run_folder,
     clear_unstarted_run,
-    has_finished_epoch,
     record_skipped,
+    remove_leftover_temporaries,
 )
+from ..runs.folder import RunDir, Status
+from .eval_split import checkpoint_config, eval_split
+from .preflight import class_difference, preflight, warn_unfinished_teacher
+from .resume_settings import resumed_config
 
 log = logging.getLogger("rsdistill")
 
@@ -66,29 +64,34 @@ class LoadedTeacher:
 
 
 def is_finished(run_dir: Path) -> bool:
-    return (run_dir / "metrics.json").is_file()
+    return RunDir(run_dir).metrics.is_file()
 
 
 def run(cfg: RunConfig | None, out: str | Path, *, resume: bool = False,
-        data_root: str | Path | None = None, overwrite: bool = False) -> dict[str, Any]:
+        data_root: str | Path | None = None, overwrite: bool = False,
+        changes: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train (``method.name == "ce"``) or distil into ``out``; returns the final metrics.
 
     With ``resume``, ``cfg`` is read from ``out``; ``data_root`` gives the new place of a dataset
-    that moved (it must have the fingerprint recorded in the run's ``dataset.json``). With
-    ``overwrite``, a run in ``out`` that has no finished epoch (a failed start) is started over."""
+    that moved (it must have the fingerprint recorded in the run's ``dataset.json``); ``changes``
+    (a config layer: what the command line asked for) may change only what a resumed run may
+    change (threads, device), anything else is an error naming the field. With ``overwrite``, a run
+    in ``out`` that has no finished epoch (a failed start) is started over."""
     out = Path(out)
+    if resume:
+        cfg = resumed_config(out, load_run_config(out), changes or {})  # a run folder, read before anything is locked or written
     if resume and killed_while_starting(out):
         # config.yaml written, split.json not: nothing was trained, and there is no split to resume
         # with. Start it again with its own settings (what --overwrite does; the lock still guards
         # a process that is starting it right now).
         log.warning("run '%s' was stopped while starting (config.yaml without split.json): starting it again", out)
-        cfg, resume, overwrite = load_run_config(out), False, True
+        resume, overwrite = False, True
     proc = distributed.from_env()
     if proc.enabled:
         return _run_distributed(proc, cfg, out, resume, data_root, overwrite)
     index = None
     if resume:
-        threads = load_run_config(out).train.threads  # a run directory, before anything is locked or written
+        threads = cfg.train.threads
         check_outside_data(out, data_root)
     else:
         check_run_folder(out, cfg.data.root)
@@ -103,15 +106,14 @@ def run(cfg: RunConfig | None, out: str | Path, *, resume: bool = False,
 def killed_while_starting(out: Path) -> bool:
     """A run directory whose run wrote config.yaml and stopped before split.json (the first thing
     it writes after), with no finished epoch."""
-    return ((out / "config.yaml").is_file() and not (out / "split.json").is_file()
-            and not has_finished_epoch(out))
+    return RunDir(out).status() is Status.STARTING_KILLED
 
 
 def _run_distributed(proc: Distributed, cfg: RunConfig | None, out: Path, resume: bool,
                      data_root: str | Path | None, overwrite: bool = False) -> dict[str, Any]:
     """One of the processes torchrun started (engine.distributed): every process trains; process 0
     alone checks, claims (locks) and writes the run directory, the others learn whether it could."""
-    device = distributed.setup(proc, (load_run_config(out) if resume else cfg).train.device)
+    device = distributed.setup(proc, cfg.train.device)
     with contextlib.ExitStack() as claim:
         def check_and_claim() -> None:
             if resume:
@@ -130,27 +132,34 @@ def _run(cfg: RunConfig | None, out: Path, resume: bool, data_root: str | Path |
          cpu: CpuShare | None = None, index: Any = None) -> dict[str, Any]:
     """``proc``: this process's place in a distributed run (process 0 alone writes files)."""
     relocated = False
+    rundir = RunDir(out)
     if resume:
-        cfg = load_run_config(out)
+        stored = load_run_config(out)  # as written, for config.yaml: without the changes of this resume
+        cfg = cfg if cfg is not None else stored
         if is_finished(out):
-            metrics = _read_json(out / "metrics.json")
+            metrics = rundir.read_metrics().require("the run's final metrics")
             if metrics.get("status") == "failed":
                 raise TrainingDiverged(f"run '{out}' failed and cannot be resumed: {metrics.get('reason')}")
             log.info("run '%s' is already finished", out)
             return metrics
         if data_root:
             cfg.data.root, relocated = _absolute(data_root), True
+            stored.data.root = cfg.data.root
         elif cfg.data.root and not Path(cfg.data.root).exists():
             raise DataError(f"the dataset of run '{out}' is no longer at '{cfg.data.root}': give its new "
                             f"place with --resume {out} --data DIR")
-        ckpt_file = out / "checkpoints" / "last.pt"
-        ckpt = read_checkpoint(ckpt_file) if ckpt_file.is_file() else None
+        if proc.is_main:
+            if not rundir.has_marker():  # a run of an earlier version: marked as ours from now on
+                rundir.write_marker()
+            for leftover in remove_leftover_temporaries(out):
+                log.info("removed '%s', left by a process killed while writing it", leftover)
+        ckpt = read_checkpoint(rundir.last) if rundir.last.is_file() else None
     else:
-        if (out / "config.yaml").is_file() and overwrite:
+        if rundir.config.is_file() and overwrite:
             if proc.is_main:  # the other processes of a distributed run never write
-                clear_unstarted_run(out)  # refuses a run with a finished epoch
-        elif (out / "config.yaml").is_file():
-            restart = "" if has_finished_epoch(out) else ", start it over with --overwrite (it has no finished epoch)"
+                clear_unstarted_run(out)  # refuses a run with a finished epoch, and a folder of the user's
+        elif rundir.config.is_file():
+            restart = "" if rundir.has_finished_epoch() else ", start it over with --overwrite (it has no finished epoch)"
             raise RsDistillError(
                 f"run directory '{out}' already holds a run; continue it with --resume {out}{restart} "
                 "or choose another --out"
@@ -174,7 +183,7 @@ def _run(cfg: RunConfig | None, out: Path, resume: bool, data_root: str | Path |
         check_teacher_classes(teacher, index.classes)
     split, split_source = None, None
     if resume:
-        split, split_source = load_split(out / "split.json"), out / "split.json"
+        split, split_source = load_split(rundir.split), rundir.split
     elif teacher is not None and teacher.split is not None and not cfg.data.split_file:
         split, split_source = teacher.split, f"the split.json of teacher {cfg.teacher.checkpoint}"
 
@@ -196,11 +205,12 @@ def _run(cfg: RunConfig | None, out: Path, resume: bool, data_root: str | Path |
     # first: it marks the folder as a started run), by process 0 once every process got here.
     distributed.barrier(proc)
     if proc.is_main and not resume:
-        atomic_write_text(out / "config.yaml", cfg.to_yaml())
+        rundir.write_marker()  # first: the folder is a run folder from now on
+        atomic_write_text(rundir.config, cfg.to_yaml())
         write_fingerprint(out, index)
-        save_split(data.split, out / "split.json")
+        save_split(data.split, rundir.split)
     elif proc.is_main and relocated:  # later resumes and evals find the data at its new place
-        atomic_write_text(out / "config.yaml", cfg.to_yaml())
+        atomic_write_text(rundir.config, stored.to_yaml())
     trainer = Trainer(cfg, distiller, data, out, device, ctx=proc)
     if ckpt is not None:
         trainer.load_state(ckpt)
@@ -227,7 +237,7 @@ def _run(cfg: RunConfig | None, out: Path, resume: bool, data_root: str | Path |
         except TrainingDiverged as e:
             # A run that diverged must never read as finished: metrics.json says so, with why.
             if proc.is_main:
-                atomic_write_json(out / "metrics.json", {
+                atomic_write_json(rundir.metrics, {
                     "status": "failed", "reason": str(e), "epochs": trainer.state.epoch,
                     "method": cfg.method.name, "model": cfg.model.name, "device": str(device)})
             raise
@@ -267,7 +277,7 @@ def _run(cfg: RunConfig | None, out: Path, resume: bool, data_root: str | Path |
         metrics["teacher"] = {"model": teacher.record["arch"], **trainer.teacher_metrics,
                               "checkpoint": cfg.teacher.checkpoint, "params": count_parameters(teacher.model)}
     if proc.is_main:
-        atomic_write_json(out / "metrics.json", metrics)
+        atomic_write_json(rundir.metrics, metrics)
     log.info("finished '%s': top-1 %.2f%%  top-5 %.2f%% (last epoch); best on %s %.2f%%",
              out, metrics["top1"], metrics["top5"], metrics["best_selected_on"], metrics["best_top1"])
     return metrics
@@ -289,14 +299,6 @@ def cache_directory(data_cfg) -> Path | None:
     if data_cfg.cache != "disk":
         return None
     return Path(data_cfg.cache_dir) if data_cfg.cache_dir else default_cache_dir()
-
-
-def load_run_config(run_dir: Path) -> RunConfig:
-    file = run_dir / "config.yaml"
-    if not file.is_file():
-        raise RsDistillError(f"'{run_dir}' is not a run directory (no config.yaml) and cannot be resumed")
-    raw = yamlfile.load_file(file, "run config")  # one line with the line and column when damaged
-    return build_config(raw, source=str(file))
 
 
 def load_teacher(cfg: RunConfig, classes: list[str] | None = None) -> LoadedTeacher:
@@ -323,8 +325,8 @@ def load_teacher(cfg: RunConfig, classes: list[str] | None = None) -> LoadedTeac
         )
     split = None
     run_dir = run_dir_of(Path(record["file"]))
-    if run_dir is not None and (run_dir / "split.json").is_file():
-        split = load_split(run_dir / "split.json")
+    if run_dir is not None and RunDir(run_dir).split.is_file():
+        split = load_split(RunDir(run_dir).split)
     return LoadedTeacher(teacher, record, split)
 
 
@@ -370,7 +372,7 @@ def evaluate(checkpoint: str | Path, data_root: str | None, *, preset: str | Non
     run_dir = run_dir_of(Path(record["file"]))
     run_cfg = load_run_config(run_dir) if run_dir is not None else None
     # A checkpoint out of its run carries the run's config: its decoding options and split.
-    stored = stored_config(record["file"]) if run_cfg is None else None
+    stored = checkpoint_config(record["file"]) if run_cfg is None else None
     data_cfg = (run_cfg or stored or RunConfig()).data.model_copy()
     if data_root:
         data_cfg.root = data_root
@@ -380,8 +382,17 @@ def evaluate(checkpoint: str | Path, data_root: str | None, *, preset: str | Non
     data_cfg.split_file = None
     if not data_cfg.root:
         raise ConfigError("eval: no dataset folder given (use --data DIR)")
-    if out is not None:
-        check_output_folder(out, data_cfg.root, "eval.json")
+    with contextlib.ExitStack() as claim:
+        if out is not None:
+            check_output_folder(out, data_cfg.root, "eval.json")
+            # A run's lock: two evaluations into one folder never interleave their files.
+            claim.enter_context(ClaimedRunDirectory(out, started="eval.json"))
+        return _score(model, record, data_cfg, run_dir, stored, split_file, part, batch_size, dev, out)
+
+
+def _score(model, record: dict[str, Any], data_cfg, run_dir: Path | None, stored: RunConfig | None,
+           split_file: str | None, part: str, batch_size: int, dev: torch.device,
+           out: str | Path | None) -> dict[str, Any]:
     index = scan_dataset(data_cfg.preset, data_cfg.root)
     if list(record["class_names"]) != index.classes:
         raise CheckpointError(
@@ -407,8 +418,3 @@ def evaluate(checkpoint: str | Path, data_root: str | None, *, preset: str | Non
         write_per_class(out, index.classes, meter.confusion, f"{record['arch']} on {part}")
     return result
 
-
-def _read_json(path: Path) -> dict[str, Any]:
-    import json
-
-    return json.loads(path.read_text())

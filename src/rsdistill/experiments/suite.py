@@ -21,6 +21,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
+import time
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from pathlib import Path
@@ -29,9 +31,10 @@ from typing import Any
 from ..errors import ConfigError, RsDistillError
 from ..io import atomic_write_json, atomic_write_text
 from .collect import differing_settings
-from .rundir import RunDirectoryInUse, RunLock, check_outside_data, stored_config
+from ..runs.claim import RunDirectoryInUse, RunLock, check_outside_data
+from ..runs.folder import RunDir, Status
 from .suite_cell import run_cell
-from .suite_plan import Cell, SuiteFolder, manifest, plan, suite_yaml
+from .suite_plan import Cell, SuiteFolder, config_paths, manifest, old_root, plan, suite_yaml
 from .suite_spec import load_suite
 
 log = logging.getLogger("rsdistill")
@@ -72,12 +75,13 @@ def run_suite(suite_file: str | Path, out: str | Path, *, jobs: int = 1, overrid
         raise RsDistillError(f"suite: {e}") from None
     try:
         cells = plan(suite, folder)
+        follow_move(cells, folder)
         check_unchanged(cells, folder, suite.shown)
-        atomic_write_json(folder.manifest, manifest(suite, cells, command or []))
+        atomic_write_json(folder.manifest, manifest(suite, cells, command or [], folder))
         atomic_write_text(folder.root / "suite.yaml", suite_yaml(suite))
         _generate_data(suite, folder)
         outcome = run_cells(cells, folder, jobs, verbose, nproc_per_cell)
-        outcome.report = write_report(folder.root)
+        outcome.report = write_report(folder.root, allow_fewer=True)  # the cells that ran say why
     finally:
         lock.release()
     return outcome
@@ -100,18 +104,17 @@ def check_unchanged(cells: list[Cell], folder: SuiteFolder, suite_path: str) -> 
     takes the new settings: there is no result to mistake for theirs."""
     stored: dict[str, Any] = {}
     if folder.manifest.is_file():
-        stored = {c["id"]: c for c in folder.read_manifest().get("cells", [])}
+        stored = {c.id: c.to_dict() for c in folder.read_cells(folder.read_manifest())}
     changed = []
     for cell in cells:
-        run_config = Path(cell.run_dir) / "config.yaml"
-        if cell.reused or not run_config.is_file():
+        if cell.reused or not RunDir(cell.run_dir).config.is_file():
             continue
         diffs = []
         old = stored.get(cell.id, {}).get("config")
         if old is not None:
             diffs = differing_settings(cell.config, old, strict=True)
         if not diffs:
-            diffs = differing_settings(cell.config, stored_config(Path(cell.run_dir)))
+            diffs = differing_settings(cell.config, RunDir(cell.run_dir).read_config().require())
         if diffs:
             changed.append((cell.id, diffs))
     if changed:
@@ -120,6 +123,29 @@ def check_unchanged(cells: list[Cell], folder: SuiteFolder, suite_path: str) -> 
         raise ConfigError(
             f"{suite_path}: the settings of cell '{cid}' changed since it ran{more}: {'; '.join(diffs)}. "
             f"Restore the suite file, use another --out, or delete '{folder.run_dir(cid)}' to redo the cell")
+
+
+def follow_move(cells: list[Cell], folder: SuiteFolder) -> None:
+    """A suite folder moved or copied since its suite.json was written with absolute paths: the
+    config.yaml of each started cell names the old place (its teacher, split file, generated
+    data); point those paths inside the folder to its present place. The suite holds the folder's
+    lock, and a cell's run folder is the suite's own."""
+    import yaml
+
+    if not folder.manifest.is_file():
+        return
+    old = old_root(folder.read_manifest())
+    if old is None or old == folder.root:
+        return
+    for cell in cells:
+        run = RunDir(cell.run_dir)
+        if cell.reused or not run.config.is_file():
+            continue
+        stored = run.read_config().require()
+        moved = config_paths(stored, lambda p: folder.local(p, old))
+        if moved != stored:
+            atomic_write_text(run.config, yaml.safe_dump(moved, sort_keys=False))
+    log.info("suite: '%s' was at '%s': its runs now name their files in the new place", folder.root, old)
 
 
 def _generate_data(suite, folder: SuiteFolder) -> None:
@@ -136,14 +162,14 @@ def _generate_data(suite, folder: SuiteFolder) -> None:
 def cell_status(cell: Cell) -> tuple[str, str | None]:
     """("finished" | "failed" | "todo", why it failed). A run that diverged (metrics.json says
     failed) would diverge again: it stays failed until its run directory is deleted."""
-    import json
-
-    file = Path(cell.run_dir) / "metrics.json"
-    if not file.is_file():
+    run = RunDir(cell.run_dir)
+    metrics = run.read_metrics()
+    if metrics.missing:
         return "todo", None
-    metrics = json.loads(file.read_text())
-    if metrics.get("status") == "failed":
-        return "failed", f"the run failed: {metrics.get('reason')}"
+    if metrics.damaged:
+        return "failed", f"'{metrics.file}' is damaged ({metrics.problem})"
+    if run.status() is Status.FAILED:
+        return "failed", f"the run failed: {metrics.value.get('reason')}"
     return "finished", None
 
 
@@ -182,6 +208,7 @@ def run_cells(cells: list[Cell], folder: SuiteFolder, jobs: int, verbose: bool =
     by_id = {c.id: c for c in cells}
     env, cwd = dict(os.environ), os.getcwd()
     n = total - len(todo)
+    previous_term = _stop_on_sigterm()
     try:
         while todo or running:
             for cid, proc in list(running.items()):
@@ -211,7 +238,7 @@ def run_cells(cells: list[Cell], folder: SuiteFolder, jobs: int, verbose: bool =
                 todo.remove(ready)
                 proc = ctx.Process(target=run_cell, name=f"rsdistill cell {ready.id}",
                                    args=(str(folder.root), ready.id, ready.config, threads, env, cwd,
-                                         verbose and jobs == 1, nproc_per_cell))
+                                         verbose and jobs == 1, nproc_per_cell, os.getpid()))
                 proc.start()
                 running[ready.id] = proc
                 log.info("%s: started (pid %s)", ready.id, proc.pid)
@@ -220,14 +247,45 @@ def run_cells(cells: list[Cell], folder: SuiteFolder, jobs: int, verbose: bool =
             elif todo:  # cannot happen: every dependency is a cell of the plan
                 raise RuntimeError(f"suite: cells {[c.id for c in todo]} wait for cells that never run")
     except KeyboardInterrupt:
-        # The cells got the same Ctrl-C (one process group): let them write their records.
-        for proc in running.values():
-            proc.join(timeout=30)
-            if proc.exitcode is None:
-                proc.terminate()
+        _stop_cells(list(running.values()))
         raise
+    finally:
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
     failed = {cid: why.get(cid, "failed") for cid, s in status.items() if s != "finished"}
     return SuiteOutcome([cid for cid, s in status.items() if s == "finished"], failed)
+
+
+def _stop_on_sigterm():
+    """SIGTERM of the suite's process stops it as Ctrl-C does (its cells stopped, resumable);
+    returns the handler it replaces (None off the main thread, where none can be set)."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        return signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread
+        return None
+
+
+def _stop_cells(procs: list) -> None:
+    """Stop the running cells as Ctrl-C stops a run: each records itself as interrupted, its run
+    resumable from its last checkpoint. A Ctrl-C in a terminal reached them already (one process
+    group); a signal to the suite's process alone did not: they get SIGINT from here."""
+    deadline = time.monotonic() + 2.0
+    for proc in procs:
+        proc.join(timeout=max(0.0, deadline - time.monotonic()))
+    for proc in procs:
+        if proc.exitcode is None:
+            try:
+                os.kill(proc.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+    for proc in procs:
+        proc.join(timeout=30)
+        if proc.exitcode is None:
+            proc.terminate()
+            proc.join(timeout=5)
 
 
 def _after(cell: Cell, folder: SuiteFolder, exitcode: int) -> tuple[str, str | None]:
@@ -253,10 +311,8 @@ def _record_not_run(folder: SuiteFolder, cell: Cell, reason: str) -> None:
 
 
 def _summary(cell: Cell, folder: SuiteFolder) -> str:
-    import json
-
     try:
-        m = json.loads((Path(cell.run_dir) / "metrics.json").read_text())
+        m = RunDir(cell.run_dir).read_metrics().get({})
         record = folder.read_record(cell.id) or {}
         wall = (record.get("cost") or {}).get("wall_seconds")
         return f": top-1 {m['top1']:.2f}%" + (f" ({wall:.0f} s)" if wall is not None else "")

@@ -11,10 +11,10 @@ GPU memory.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
+import signal
 import socket
 import sys
 import threading
@@ -25,13 +25,14 @@ from typing import Any
 
 from ..errors import RsDistillError
 from ..io import atomic_write_json
+from ..runs.folder import RunDir
 from .suite_plan import SuiteFolder
 
 log = logging.getLogger("rsdistill")
 
 
 def run_cell(root: str, cell_id: str, config: dict[str, Any], threads: int, env: dict[str, str], cwd: str,
-             verbose: bool, nproc: int = 1) -> None:
+             verbose: bool, nproc: int = 1, suite_pid: int | None = None) -> None:
     """The body of a cell's process (a ``multiprocessing`` target): exits 0 when the run finished,
     1 when it failed, 130 when interrupted. ``nproc`` > 1: the run is data-parallel under torchrun,
     ``nproc`` processes of ``threads // nproc`` threads each."""
@@ -43,7 +44,7 @@ def run_cell(root: str, cell_id: str, config: dict[str, Any], threads: int, env:
     import torch
 
     torch.set_num_threads(threads)
-    _exit_with_parent()
+    _stop_with_suite(suite_pid)
     _console(verbose)
     sys.exit(_run(SuiteFolder(root), cell_id, config, nproc))
 
@@ -73,6 +74,7 @@ def _run(folder: SuiteFolder, cell_id: str, config: dict[str, Any], nproc: int =
             run_or_resume(build_config(config, source=f"cell {cell_id}"), run_dir)
         code = 0
     except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the record short
         code, error = 130, "interrupted"
     except RsDistillError as e:
         error = str(e)
@@ -119,7 +121,7 @@ def restart_if_killed_while_starting(run_dir: Path) -> None:
     """A run killed right after writing its config.yaml and before its split.json (a run writes
     config.yaml first) cannot be resumed, and has trained nothing yet: clear what it wrote so that
     the cell starts afresh instead of failing for good."""
-    from .rundir import RunLock, clear_unstarted_run
+    from ..runs.claim import RunLock, clear_unstarted_run
     from .single import killed_while_starting
 
     if not killed_while_starting(run_dir):
@@ -165,16 +167,16 @@ def step_costs(run_dir: Path, batch_size: int) -> tuple[float | None, float | No
     """From the run's metrics.jsonl, read once: the training steps' time per iteration and the
     share of it spent waiting for data (analysis.curves); None for what the logs do not give."""
     from ..analysis.curves import data_wait_share, seconds_per_iteration
-    from ..engine.runlog import read_jsonl
 
-    try:
-        records = read_jsonl(run_dir / "metrics.jsonl")
-    except (OSError, ValueError):
+    run = RunDir(run_dir)
+    records = run.read_epochs()
+    if not records.ok:
         return None, None
+    records = records.value
     try:
-        num_train = json.loads((run_dir / "split.json").read_text())["counts"]["train"]
+        num_train = run.read_split().get({})["counts"]["train"]
         spi = seconds_per_iteration(records, num_train, batch_size)
-    except (OSError, ValueError, KeyError):
+    except (KeyError, TypeError, ValueError):
         spi = math.nan
     wait = data_wait_share(records)
     return (None if math.isnan(spi) else spi), (None if math.isnan(wait) else wait)
@@ -207,15 +209,32 @@ def _console(verbose: bool) -> None:
     logger.propagate = False
 
 
-def _exit_with_parent() -> None:
-    """End this cell when the process that started it is gone (the suite was killed): an orphan
-    would keep training and hold its run directory's lock against the rerun."""
+def _stop_with_suite(suite_pid: int | None) -> None:
+    """Stop this cell when the suite's process is gone (killed without the chance to stop its
+    cells): an orphan would keep training and hold its run directory's lock against the rerun.
+    The suite's process, not this one's parent: cells are forked by a fork server, which may
+    outlive it. The run is interrupted as by Ctrl-C (recorded, resumable); a run that does not
+    stop within a minute is ended."""
+    import _thread
+
     parent = os.getppid()
 
+    def gone() -> bool:
+        if suite_pid is None:
+            return os.getppid() != parent
+        try:
+            os.kill(suite_pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # the pid now belongs to another user's process: ours is gone
+            return True
+        return False
+
     def watch() -> None:
-        while True:
-            time.sleep(2.0)
-            if os.getppid() != parent:
-                os._exit(137)
+        while not gone():
+            time.sleep(1.0)
+        _thread.interrupt_main()
+        time.sleep(60.0)
+        os._exit(137)
 
     threading.Thread(target=watch, name="rsdistill-parent-watch", daemon=True).start()

@@ -17,6 +17,12 @@ The suite folder::
     DIR/runs/<cell id>/          each cell's run directory (see experiments/single.py)
     DIR/cells/<cell id>.json     each cell's record: status, error, attempts, cost
     DIR/tables/, results.json, report.md, report.html   written by `rsdistill report`
+
+The folder can be moved or copied: in suite.json (and results.json) a path inside the folder (a
+cell's run directory, its teacher checkpoint and split file, generated data) is stored relative to
+it; a path outside (a dataset, a reused teacher run) as an absolute path. A suite.json written
+before paths were stored that way is read the same: its absolute paths under the folder's old
+place (known from its cells' run directories) are taken to be inside the folder.
 """
 
 from __future__ import annotations
@@ -28,8 +34,9 @@ from typing import Any
 
 import yaml
 
-from ..config import build_config, load_yaml
+from ..config import PATH_FIELDS, build_config, load_yaml
 from ..errors import ConfigError, RsDistillError
+from ..runs.folder import METRICS, RunDir
 from .suite_spec import SuiteFile, nested, split_ratios, split_slug, sweep_rows, value_text
 
 MANIFEST_VERSION = 1
@@ -60,12 +67,69 @@ class SuiteFolder:
                                  "`rsdistill suite SUITE.yaml --out DIR`")
         return json.loads(self.manifest.read_text())
 
+    # ------------------------------------------------------------- paths that move with the folder
+    def portable(self, path: str | None) -> str | None:
+        """A path inside the folder as relative to it; any other as it is."""
+        if not path or not Path(path).is_absolute() or not Path(path).is_relative_to(self.root):
+            return path
+        return Path(path).relative_to(self.root).as_posix()
+
+    def local(self, path: str | None, old_root: Path | None = None) -> str | None:
+        """A path as suite.json stores it, made absolute here: a relative one is inside the
+        folder; an absolute one under the folder's ``old_root`` moves with it."""
+        if not path:
+            return path
+        p = Path(path)
+        if not p.is_absolute():
+            return str(self.root / p)
+        if old_root is not None and old_root != self.root and p.is_relative_to(old_root):
+            return str(self.root / p.relative_to(old_root))
+        return path
+
+    def _cell_paths(self, cell: dict[str, Any], convert) -> dict[str, Any]:
+        cell = {**cell, "run_dir": convert(cell["run_dir"])}
+        if cell.get("config") is not None:
+            cell["config"] = config_paths(cell["config"], convert)
+        return cell
+
+    def portable_cell(self, cell: dict[str, Any]) -> dict[str, Any]:
+        return self._cell_paths(cell, self.portable)
+
+    def read_cells(self, man: dict[str, Any]) -> list[Cell]:
+        """The cells of a manifest, their paths absolute in the folder's present place."""
+        old = old_root(man)
+        return [Cell.from_dict(self._cell_paths(c, lambda p: self.local(p, old))) for c in man["cells"]]
+
     def read_record(self, cell_id: str) -> dict[str, Any] | None:
         file = self.record(cell_id)
         try:
             return json.loads(file.read_text()) if file.is_file() else None
         except json.JSONDecodeError:  # written atomically; unreadable only if edited by hand
             return None
+
+
+def config_paths(config: dict[str, Any], convert) -> dict[str, Any]:
+    """``config`` with ``convert`` applied to its path fields (data.root, teacher.checkpoint, ...)."""
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in config.items()}
+    for field_name in PATH_FIELDS:
+        section, key = field_name.split(".")
+        if isinstance(out.get(section), dict) and out[section].get(key):
+            out[section][key] = convert(out[section][key])
+    return out
+
+
+def old_root(man: dict[str, Any]) -> Path | None:
+    """Where a suite folder was when its suite.json was written: recorded (``folder``), or, for a
+    suite.json of an earlier version, from a cell's absolute run directory (``ROOT/runs/<cell
+    id>``). The runs' own config.yaml files name their files under it."""
+    if man.get("folder"):
+        return Path(man["folder"])
+    for c in man.get("cells", []):
+        run_dir, parts = Path(c["run_dir"]), len(Path(c["id"]).parts) + 1
+        if (c.get("config") is not None and run_dir.is_absolute() and len(run_dir.parts) > parts
+                and run_dir.parts[-parts:] == ("runs", *Path(c["id"]).parts)):
+            return Path(*run_dir.parts[:-parts])
+    return None
 
 
 @dataclass
@@ -139,9 +203,9 @@ def plan(suite: SuiteFile, folder: SuiteFolder) -> list[Cell]:
                 label = f"teacher ({s.teacher.model or 'reused run'})"
                 if s.teacher.run is not None:
                     run = reused_run(suite, ds_name, split, seed)
-                    if not (run / "metrics.json").is_file():
+                    if not RunDir(run).metrics.is_file():
                         raise ConfigError(f"{suite.shown}: teacher.run: '{run}' is not a finished run "
-                                          "(no metrics.json)")
+                                          f"(no {METRICS})")
                     cell = Cell(cid, ds_name, split, "teacher", seed, "teacher", label, "ce", str(run), None)
                 else:
                     structural = {"seed": seed, "data": data, "model": {"name": s.teacher.model}}
@@ -159,7 +223,7 @@ def plan(suite: SuiteFile, folder: SuiteFolder) -> list[Cell]:
                 else:
                     teacher = teachers[seed] if seed in teachers and len(teachers) > 1 else next(iter(teachers.values()))
                     teacher_dir, depends = teacher.run_dir, [] if teacher.reused else [teacher.id]
-                    split_data = {**data, "split_file": str(Path(teacher.run_dir) / "split.json")}
+                    split_data = {**data, "split_file": str(RunDir(teacher.run_dir).split)}
 
                 def student(row: str, kind: str, label: str, method: str, sets: list[dict],
                             sweep: dict | None = None, files: list[dict] = ()) -> Cell:
@@ -194,7 +258,7 @@ def teacher_seeds(suite: SuiteFile, dataset: str, split: str) -> list[int]:
     if t.seed is not None:
         return [t.seed]
     if t.run is not None and "{seed}" not in t.run:
-        file = reused_run(suite, dataset, split, 0) / "config.yaml"
+        file = RunDir(reused_run(suite, dataset, split, 0)).config
         try:
             seed = (yaml.safe_load(file.read_text()) or {}).get("seed", 0) if file.is_file() else 0
         except yaml.YAMLError:
@@ -212,7 +276,7 @@ def _files(suite: SuiteFile, files: list[str], field_name: str) -> list[dict[str
     return [load_yaml(p) for p in suite.config_files(files, field_name)]
 
 
-def manifest(suite: SuiteFile, cells: list[Cell], command: list[str]) -> dict[str, Any]:
+def manifest(suite: SuiteFile, cells: list[Cell], command: list[str], folder: SuiteFolder) -> dict[str, Any]:
     """suite.json: what `rsdistill report` needs besides the run directories."""
     s = suite.spec
     rows = [{"row": m.name, "label": m.row_label, "kind": "method", "method": m.method,
@@ -226,7 +290,7 @@ def manifest(suite: SuiteFile, cells: list[Cell], command: list[str]) -> dict[st
         "suite_file": str(suite.path),
         "command": command,
         "suite": suite.raw,
-        "datasets": {n: {"preset": d.preset, "root": cells_root(cells, n), "synth": d.synth.model_dump() if d.synth else None}
+        "datasets": {n: {"preset": d.preset, "root": folder.portable(cells_root(cells, n)), "synth": d.synth.model_dump() if d.synth else None}
                      for n, d in s.datasets.items()},
         "splits": s.splits,
         "seeds": s.seeds,
@@ -236,7 +300,9 @@ def manifest(suite: SuiteFile, cells: list[Cell], command: list[str]) -> dict[st
         "rows": rows,
         "sweeps": sweeps,
         "baselines": baselines(rows),
-        "cells": [c.to_dict() for c in cells],
+        "cells": [folder.portable_cell(c.to_dict()) for c in cells],
+        # where the folder is now: after a move, the absolute paths its runs wrote name this place
+        "folder": str(folder.root),
     }
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from ..deploy import profile as prof
 from ..io import atomic_write_json
 from ..reports.tables import Table
-from .rundir import stored_config
+from ..runs.folder import RunDir
 
 log = logging.getLogger("rsdistill")
 
@@ -44,7 +44,7 @@ def profile_suite(root: Path, by_dataset: dict[str, list[Any]]) -> dict[str, Any
             try:
                 if result is not None:
                     source = f"run {result.cell.run_dir}"
-                    key, cost = _cost(Path(result.cell.run_dir), cache)
+                    key, cost = _cost(Path(result.cell.run_dir), cache, Path(root))
                 elif role == "teacher" and student and name:
                     # a weights-file teacher: no run to load, but the architecture is all the cost needs
                     n, size = student["num_classes"], student["image_size"]
@@ -108,24 +108,44 @@ def _teacher_model(results: list[Any]) -> str | None:
     return None
 
 
-def _cost(run_dir: Path, cache: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def _cost(run_dir: Path, cache: dict[str, Any], root: Path) -> tuple[str, dict[str, Any]]:
+    """The cost of a run's model, from the cache when the same checkpoint (by name inside the
+    suite folder and by contents, so that a moved or copied folder keeps its measures) was
+    measured with the same settings."""
     import torch
 
     from ..engine.checkpoint import load_model, resolve_checkpoint
 
     ckpt = resolve_checkpoint(run_dir)
     size = _image_size(run_dir)
-    key = json.dumps([str(ckpt.resolve()), ckpt.stat().st_mtime_ns, size, prof.QUICK])
+    shown = _inside(ckpt, root)
+    key = json.dumps([shown, _digest(ckpt), size, prof.QUICK])
     if key in cache:
         return key, cache[key]
     model, record = load_model(ckpt)
     size = size or record.get("image_size")
     if not size:
-        raise ValueError(f"neither {run_dir / 'config.yaml'} (data.image_size) nor {ckpt} names the image size")
+        raise ValueError(f"neither {RunDir(run_dir).config} (data.image_size) nor {ckpt} names the image size")
     log.info("report: profiling %s (%s, %d px, CPU, batch 1)", run_dir, model.arch, size)
     cost, notes = prof.quick_cost(model, str(run_dir), int(size))
-    return key, asdict(cost) | {"macs": cost.macs, "checkpoint": str(ckpt), "num_classes": model.num_classes,
+    return key, asdict(cost) | {"macs": cost.macs, "checkpoint": shown, "num_classes": model.num_classes,
                                 "threads": torch.get_num_threads(), "notes": notes}
+
+
+def _inside(path: Path, root: Path) -> str:
+    """``path`` relative to the suite folder ``root`` when inside it, else absolute."""
+    path, root = path.resolve(), root.resolve()
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+
+
+def _digest(file: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(file, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _named_cost(name: str, classes: int, size: int, cache: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -144,7 +164,7 @@ def _named_cost(name: str, classes: int, size: int, cache: dict[str, Any]) -> tu
 
 
 def _image_size(run_dir: Path) -> int | None:
-    size = (stored_config(run_dir).get("data") or {}).get("image_size")
+    size = (RunDir(run_dir).read_config().get({}).get("data") or {}).get("image_size")
     return int(size) if size else None
 
 

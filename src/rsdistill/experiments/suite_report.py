@@ -21,22 +21,26 @@ number is read from the cells' run directories (metrics.json) and records.
 from __future__ import annotations
 
 import json
+import logging
 import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import RsDistillError
 from ..io import atomic_write_json
 from ..reports.below_alone import below_alone_note
 from ..reports.html import ReportSection, write_html, write_markdown
 from ..reports.tables import Table, mean_std
-from .rundir import stored_config
+from ..runs.folder import RunDir
 from .suite_plan import Cell, SuiteFolder
 from .suite_profile import caption as cost_caption
 from .suite_profile import cost_table, profile_suite
 
 ACCURACY = {"last": ("top1", "top5"), "best": ("best_top1", "best_top5")}
+
+log = logging.getLogger("rsdistill")
 
 
 @dataclass
@@ -52,9 +56,11 @@ def read_cell(folder: SuiteFolder, cell: Cell) -> CellResult:
     run_dir = Path(cell.run_dir)
     record = folder.read_record(cell.id) or {}
     cost = record.get("cost") or {}
-    metrics_file = run_dir / "metrics.json"
-    if metrics_file.is_file():
-        metrics = json.loads(metrics_file.read_text())
+    read = RunDir(run_dir).read_metrics()
+    if read.damaged:
+        return CellResult(cell, "failed", f"'{read.file}' is damaged ({read.problem})", {}, cost)
+    if read.ok:
+        metrics = read.value
         if metrics.get("status", "finished") == "failed":
             return CellResult(cell, "failed", f"the run failed: {metrics.get('reason')}", metrics, cost)
         return CellResult(cell, "finished", None, metrics, cost)
@@ -105,13 +111,28 @@ class Group:
                 "missing": [r.cell.id for r in self.results if r.status == "missing"]}
 
 
-def write_report(root: str | Path, epoch: str = "last", command: list[str] | None = None) -> Path:
+class FewerResults(RsDistillError):
+    """The report would replace tables with fewer finished cells than the last one had."""
+
+
+def write_report(root: str | Path, epoch: str = "last", command: list[str] | None = None,
+                 allow_fewer: bool = False) -> Path:
     """Write the tables, results.json, report.md and report.html of the suite folder ``root``;
-    returns report.html's path."""
+    returns report.html's path. Cells the last report counted as finished that are not finished
+    now (their run directories deleted or damaged) are an error and nothing is written, unless
+    ``allow_fewer`` (then a warning names them)."""
     folder = SuiteFolder(root)
     man = folder.read_manifest()
-    cells = [Cell.from_dict(c) for c in man["cells"]]
+    cells = folder.read_cells(man)
     results = {r.cell.id: r for r in (read_cell(folder, c) for c in cells)}
+    gone = [cid for cid in _finished_before(folder.root) if cid in results and results[cid].status != "finished"]
+    if gone:
+        what = (f"{len(gone)} cell(s) finished in the last report are not finished now ({gone[0]}: "
+                f"{results[gone[0]].status}, {results[gone[0]].reason})")
+        if not allow_fewer:
+            raise FewerResults(f"report: {what}; the tables in '{folder.root}' are kept: restore the runs, rerun "
+                               "the suite, or delete results.json to report what is left")
+        log.warning("report: %s; their rows lose them", what)
     keys = ACCURACY[epoch]
     tables: list[tuple[str, Table, dict[str, Any], list[dict[str, Any]]]] = []
     for dataset in man["datasets"]:
@@ -152,7 +173,7 @@ def write_report(root: str | Path, epoch: str = "last", command: list[str] | Non
         "tables": [{"name": name, "title": t.title, "settings": s, "files": [f"tables/{name}.{x}" for x in ("md", "csv", "tex")],
                     "columns": t.columns, "rows": rj} for name, t, s, rj in tables],
         "profile": cost | {"files": cost_files},
-        "cells": [cell_json(r) for r in results.values()],
+        "cells": [folder.portable_cell(cell_json(r)) for r in results.values()],
         "suite": man["suite"],
     })
 
@@ -274,7 +295,7 @@ def table_settings(man: dict[str, Any], dataset: str, results: list[CellResult],
                 continue
             c = r.cell.config
             if c is None:  # a reused teacher run: its config.yaml
-                c = stored_config(Path(r.cell.run_dir))
+                c = RunDir(r.cell.run_dir).read_config().get({})
             for p in path:
                 c = (c or {}).get(p)
             vals.append(c)
@@ -317,6 +338,15 @@ def settings_line(s: dict[str, Any]) -> str:
             f"seeds {', '.join(str(x) for x in s['seeds'])}; image size {sizes} px; epochs: {teacher_epochs}"
             f"students {j(st['epochs'])}; {teacher}{j(st['model'])} students; "
             f"device {j(s['device'])}; accuracy: {s['accuracy']}{best_note}.")
+
+
+def _finished_before(root: Path) -> list[str]:
+    """The cells that the folder's last results.json counted as finished."""
+    try:
+        last = json.loads((root / "results.json").read_text())
+        return [c["id"] for c in last.get("cells", []) if c.get("status") == "finished"]
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return []
 
 
 def cell_json(r: CellResult) -> dict[str, Any]:

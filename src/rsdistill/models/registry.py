@@ -10,7 +10,7 @@ import torch
 import torchvision
 from torch import nn
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, load_failure
 from . import cifar_resnet, wrn
 from .adapter import ModelAdapter
 from .timm_models import build_timm, is_timm_name, load_timm_weights
@@ -87,7 +87,7 @@ def load_backbone_weights(net: nn.Module, path: Path) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
-        raise CheckpointError(f"model.weights: cannot read '{path}': {e}".splitlines()[0]) from e
+        raise CheckpointError(f"model.weights: cannot read '{path}': {load_failure(e)}") from None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         inner = state["model"]
         state = inner.get("state_dict", inner)

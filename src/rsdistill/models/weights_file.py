@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, load_failure
 
 WRAPPER_KEYS = ("state_dict_ema", "state_dict", "model")
 
@@ -30,7 +30,7 @@ def read_state_dict(path: str | Path, option: str = "model.weights") -> dict[str
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
-        raise CheckpointError(f"{option}: cannot read '{path}': {str(e).splitlines()[0]}") from None
+        raise CheckpointError(f"{option}: cannot read '{path}': {load_failure(e)}") from None
     for key in WRAPPER_KEYS:
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

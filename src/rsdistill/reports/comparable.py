@@ -9,36 +9,29 @@ test images (``split.json``). Tables warn, they do not refuse: the user may mean
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
-import yaml
+from ..runs.folder import RunDir
 
 log = logging.getLogger("rsdistill")
 
 
-def _read(file: Path, parse) -> Any:
-    try:
-        return parse(file.read_text()) if file.is_file() else None
-    except (OSError, ValueError, yaml.YAMLError):
-        return None
-
-
 def dataset_of(run_dir: Path, folder_only: bool = False) -> Any:
     """What identifies the run's dataset (None when the run does not say)."""
-    fp = None if folder_only else _read(run_dir / "dataset.json", json.loads)
+    run = RunDir(run_dir)
+    fp = None if folder_only else run.read_fingerprint().get()
     if isinstance(fp, dict) and "classes" in fp:
         return ("fingerprint", tuple(fp["classes"]), fp.get("files"), fp.get("bytes"))
-    cfg = _read(run_dir / "config.yaml", yaml.safe_load) or {}
+    cfg = run.read_config().get({})
     root = (cfg.get("data") or {}).get("root") if isinstance(cfg, dict) else None
     return ("folder", str(Path(root).expanduser().resolve())) if root else None
 
 
 def test_images_of(run_dir: Path) -> str | None:
     """A digest of the run's test images (None without a split manifest)."""
-    split = _read(run_dir / "split.json", json.loads)
+    split = RunDir(run_dir).read_split().get()
     if not isinstance(split, dict) or "test" not in split:
         return None
     return hashlib.sha256("\n".join(sorted(split["test"])).encode()).hexdigest()

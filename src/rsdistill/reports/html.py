@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import RsDistillError
 from ..io import atomic_write_text
+from .tables import markdown_escape
 
 
 @dataclass
@@ -75,16 +76,17 @@ def write_markdown(path: Path, title: str, settings: dict[str, Any], sections: l
     """Write the Markdown twin of :func:`write_html` (same sections, same relative images)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    out = [f"# {title}", ""]
+    text = lambda s: html.escape(s, quote=False)  # noqa: E731 - run names and labels are the user's text
+    out = [f"# {text(title)}", ""]
     for s in sections:
-        out += [f"## {s.title}", ""]
+        out += [f"## {text(s.title)}", ""]
         if s.caption:
-            out += [f"*{s.caption}*", ""]
+            out += [f"*{text(s.caption)}*", ""]
         if s.table_markdown:
             out += [s.table_markdown.rstrip("\n"), ""]
         if s.image is not None:
             rel = _place_image(Path(s.image), path)
-            out += [f"![{s.title}]({rel})", ""]
+            out += [f"![{text(s.title)}]({rel})", ""]
     if settings:
         out += ["## Settings", "", _settings_markdown(settings).rstrip("\n"), ""]
     atomic_write_text(path, "\n".join(out))
@@ -122,7 +124,7 @@ def _settings_markdown(settings: dict[str, Any]) -> str:
     rows = _flatten(settings)
     w = max([len("setting")] + [len(k) for k, _ in rows])
     lines = [f"| {'setting'.ljust(w)} | value |", f"|{'-' * (w + 2)}|-------|"]
-    lines += [f"| {k.ljust(w)} | {v.replace('|', '/')} |" for k, v in rows]
+    lines += [f"| {markdown_escape(k).ljust(w)} | {markdown_escape(v)} |" for k, v in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -173,8 +175,9 @@ def markdown_to_html(text: str) -> str:
 def _cells(row: str) -> list[str]:
     row = row.strip()
     row = row.removeprefix("|")
-    row = row.removesuffix("|")
-    return [c.strip() for c in row.split("|")]
+    row = row.removesuffix("|") if not row.endswith("\\|") else row
+    # a "\|" is a "|" inside a cell (tables.markdown_escape)
+    return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", row)]
 
 
 def _is_rule(row: str) -> bool:
@@ -197,7 +200,7 @@ def _table_html(block: list[str]) -> str:
 
 
 def _inline(s: str) -> str:
-    s = _e(s)
+    s = _e(html.unescape(s))  # Markdown's character references (&lt;) are the characters they name
     s = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", s)
     return re.sub(r"`(.+?)`", r"<code>\1</code>", s)
 

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..io import atomic_write, atomic_write_text
+from ..runs.folder import CONFUSION_CSV, CONFUSION_PNG, PER_CLASS
 
 
 def write_per_class(out_dir: Path, class_names: list[str], confusion: torch.Tensor, title: str = "") -> list[Path]:
@@ -21,7 +22,7 @@ def write_per_class(out_dir: Path, class_names: list[str], confusion: torch.Tens
     w.writerow(["class", "accuracy", "correct", "support"])
     for name, a, c, n in zip(class_names, acc, confusion.diag().tolist(), support.tolist()):
         w.writerow([name, f"{a:.2f}", c, n])
-    per_class = out_dir / "per_class_accuracy.csv"
+    per_class = out_dir / PER_CLASS
     atomic_write_text(per_class, buf.getvalue())
 
     buf = io.StringIO()
@@ -29,9 +30,9 @@ def write_per_class(out_dir: Path, class_names: list[str], confusion: torch.Tens
     w.writerow(["true \\ predicted", *class_names])
     for name, row in zip(class_names, confusion.tolist()):
         w.writerow([name, *row])
-    cm_csv = out_dir / "confusion_matrix.csv"
+    cm_csv = out_dir / CONFUSION_CSV
     atomic_write_text(cm_csv, buf.getvalue())
-    cm_png = out_dir / "confusion_matrix.png"
+    cm_png = out_dir / CONFUSION_PNG
     plot_confusion(cm_png, class_names, confusion, title)
     return [per_class, cm_csv, cm_png]
 

@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import statistics
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import RsDistillError
+from ..runs.folder import RunDir
 from .below_alone import Score, below_alone_notes
 from .comparable import warn_if_groups_not_comparable, warn_if_not_comparable
 from .tables import Table, mean_std
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:
-    metrics_file = run_dir / "metrics.json"
-    if not metrics_file.is_file():
+    """A run's final metrics (those of a failed run too: it is shown as failed) and its config."""
+    run = RunDir(run_dir)
+    metrics = run.read_metrics()
+    if metrics.missing:
         raise RsDistillError(f"'{run_dir}' is not a finished run directory (no metrics.json)")
-    metrics = json.loads(metrics_file.read_text())
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() else {}
-    return {"dir": run_dir, "metrics": metrics, "config": cfg}
+    return {"dir": run_dir, "metrics": metrics.require(), "config": run.read_config().require()
+            if run.config.is_file() else {}}
 
 
 def failed(metrics: dict[str, Any]) -> bool:

@@ -7,6 +7,7 @@ the Markdown table and as ``%`` comments above the LaTeX one."""
 from __future__ import annotations
 
 import csv
+import html
 import io
 import math
 import re
@@ -43,16 +44,17 @@ class Table:
                 best = max(values.values())
                 self.bold |= {(r, c) for r, v in values.items() if v == best}
 
-    def _cells(self, wrap) -> list[list[str]]:
-        return [[wrap(_fmt(c)) if (i, j) in self.bold else _fmt(c) for j, c in enumerate(r)]
+    def _cells(self, wrap, esc=lambda s: s) -> list[list[str]]:
+        return [[wrap(esc(_fmt(c))) if (i, j) in self.bold else esc(_fmt(c)) for j, c in enumerate(r)]
                 for i, r in enumerate(self.rows)]
 
     def to_markdown(self) -> str:
-        cells = self._cells(lambda s: f"**{s}**")
-        widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(self.columns)]
+        cells = self._cells(lambda s: f"**{s}**", markdown_escape)
+        columns = [markdown_escape(c) for c in self.columns]
+        widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(columns)]
         line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
-        out = [f"**{self.title}**", ""] if self.title else []
-        out += [line(self.columns), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+        out = [f"**{markdown_escape(self.title)}**", ""] if self.title else []
+        out += [line(columns), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
         out += [line(r) for r in cells]
         if self.notes:
             out += [""] + self.notes
@@ -67,7 +69,7 @@ class Table:
         return buf.getvalue()
 
     def to_latex(self) -> str:
-        esc = lambda s: s.replace("\\", "\\textbackslash{}").replace("_", "\\_").replace("%", "\\%").replace("&", "\\&").replace("±", "$\\pm$")  # noqa: E731
+        esc = latex_escape
         out = [f"% {n}" for n in self.notes]
         out += ["\\begin{tabular}{l" + "r" * (len(self.columns) - 1) + "}", "\\hline",
                 " & ".join(esc(c) for c in self.columns) + " \\\\", "\\hline"]
@@ -87,6 +89,23 @@ class Table:
             atomic_write_text(p, render[fmt]())
             paths.append(p)
         return paths
+
+
+# Every character LaTeX treats specially in text, and ± (math mode).
+_LATEX = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "#": r"\#",
+          "^": r"\textasciicircum{}", "_": r"\_", "~": r"\textasciitilde{}", "%": r"\%", "±": r"$\pm$"}
+_LATEX_RE = re.compile("|".join(re.escape(k) for k in _LATEX))
+
+
+def latex_escape(s: str) -> str:
+    """``s`` as LaTeX text: each special character in one pass (an escape is never escaped again)."""
+    return _LATEX_RE.sub(lambda m: _LATEX[m.group()], s)
+
+
+def markdown_escape(s: str) -> str:
+    """``s`` as text of a Markdown table: HTML is shown, not rendered (a run's name or label is
+    the user's text), and a ``|`` does not end the cell."""
+    return html.escape(s, quote=False).replace("|", "\\|")
 
 
 def _fmt(c: object) -> str:
