@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-class", type=int, default=100)
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bands", type=int, default=3, help="bands per image: 3 writes RGB PNGs; N > 3 writes N-band "
+                   "16-bit TIFFs (R, G, B, then bands that carry class information, as NIR/SWIR do)")
 
     p = sub.add_parser("train", help="train a model with cross-entropy (a teacher, or a student alone)")
     _add_run_options(p)
@@ -100,8 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", help="also write the predictions to FILE.csv or FILE.json")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, auto")
-    p.add_argument("--bands", type=int, nargs=3, metavar="B", help="TIFFs of more than 3 bands: the bands shown as "
-                                                                   "R G B (default: the run's data.bands)")
+    p.add_argument("--bands", type=int, nargs="+", metavar="B", help="the image bands the model reads, in order "
+                                                                   "(default: those it was trained on)")
     p.add_argument("--tiff-stretch", choices=["per_image", "none"], help="TIFFs of more than 8 bits "
                                                                         "(default: the run's data.tiff_stretch)")
 
@@ -423,8 +425,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from .synth import generate_dataset
 
     names = generate_dataset(args.out, classes=args.classes, per_class=args.per_class, size=args.size,
-                             seed=args.seed, progress=not args.quiet)
-    print(f"{args.out}: {len(names)} classes x {args.per_class} images at {args.size} px "
+                             seed=args.seed, progress=not args.quiet, bands=args.bands)
+    print(f"{args.out}: {len(names)} classes x {args.per_class} images at {args.size} px"
+          f"{f', {args.bands} bands' if args.bands != 3 else ''} "
           f"({', '.join(names)})")
     return 0
 

@@ -89,10 +89,16 @@ class DataConfig(Section):
     # 8-bit images only and names any other file as an error. 8-bit TIFFs and the other formats
     # are read as they are with either value.
     tiff_stretch: Literal["per_image", "none"] = "per_image"
-    # TIFFs of more than 3 bands: the 3 band indices (from 0) shown as R, G, B, e.g. [3, 2, 1] for
-    # a near-infrared false-colour composite of B, G, R, NIR bands. None: such an image is an error
-    # naming the file. Grey (1 band) and 3-band images are read as they are.
-    bands: list[int] | None = None
+    # The image bands the model reads, in order (indices from 0): None reads every image as RGB
+    # (grey repeated; an image of more than 3 bands is then an error naming it); a list of N
+    # indices gives the model N input channels (e.g. [3, 2, 1]: a near-infrared false-colour
+    # composite of B, G, R, NIR bands; [3, 2, 1, 7] adds NIR as a 4th channel); "all" every band of
+    # the images (all must have the same count). RGB and grey files count as 3 bands (R, G, B).
+    bands: list[int] | Literal["all"] | None = None
+    # Which of the image's bands are R, G and B (indices from 0), for RGB-pretrained weights in a
+    # model of other than 3 bands: their filters of the first convolution keep the pretrained
+    # values, the other bands' start from the mean of the three. None: the model's first 3 bands.
+    rgb_bands: list[int] | None = None
     # Loader processes; -1 picks 0 on the CPU (the images are already decoded) and 4 on CUDA.
     workers: int = Field(-1, ge=-1)
     # Crop, flip and rotate training batches on the training device (batched tensor operations on
@@ -112,9 +118,16 @@ class DataConfig(Section):
 
     @field_validator("bands")
     @classmethod
-    def _three_bands(cls, bands: list[int] | None) -> list[int] | None:
+    def _band_list(cls, bands: list[int] | str | None) -> list[int] | str | None:
+        if isinstance(bands, list) and (not bands or min(bands) < 0 or len(set(bands)) != len(bands)):
+            raise ValueError(f"must be 'all' or a list of distinct band indices from 0 (got {bands})")
+        return bands
+
+    @field_validator("rgb_bands")
+    @classmethod
+    def _three_rgb_bands(cls, bands: list[int] | None) -> list[int] | None:
         if bands is not None and (len(bands) != 3 or min(bands) < 0):
-            raise ValueError(f"must be 3 band indices from 0, shown as R, G, B (got {bands})")
+            raise ValueError(f"must be the 3 band indices from 0 holding R, G, B (got {bands})")
         return bands
 
     @model_validator(mode="after")
@@ -141,7 +154,10 @@ class DataConfig(Section):
 
 class ModelConfig(Section):
     name: str = "resnet18"
-    # A local state-dict file (e.g. ImageNet weights for the torchvision model); never downloaded.
+    # A local state-dict file, or weights by name: "imagenet" (torchvision's default weights of the
+    # architecture, timm's default pretrained tag for timm:NAME) or "torchgeo:<Enum.MEMBER>" (e.g.
+    # torchgeo:ResNet18_Weights.SENTINEL2_RGB_SECO), read from the torch hub / Hugging Face caches
+    # and downloaded where the network allows. The input normalisation becomes the weights' own.
     weights: str | None = None
 
     @field_validator("name")
@@ -260,11 +276,13 @@ class RunConfig(Section):
     def with_absolute_paths(self) -> RunConfig:
         """The paths made absolute (from the working folder), so that a run's config.yaml works
         from any working folder (eval, --resume, a student naming the run as its teacher)."""
+        from .models.named_weights import is_named_weights
+
         cfg = self.model_copy(deep=True)
         for dotted in PATH_FIELDS:
             section, name = dotted.split(".")
             value = getattr(getattr(cfg, section), name)
-            if value:
+            if value and not is_named_weights(value):  # imagenet, torchgeo:... are names, not paths
                 setattr(getattr(cfg, section), name, os.path.abspath(os.path.expanduser(value)))
         return cfg
 
