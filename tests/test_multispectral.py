@@ -137,8 +137,13 @@ def test_band_plan_decodes_the_students_bands_then_the_teachers_others():
     assert plan_bands(None, None).decoded is None
     same = plan_bands((1, 2), (1, 2))
     assert (same.decoded, same.student, same.teacher) == ((1, 2), None, None)
-    rgb_teacher = plan_bands((0, 1, 2, 5), None, image_bands=3 + 3)
-    assert rgb_teacher.teacher == (0, 1, 2)
+    # an RGB teacher (e.g. from ImageNet-class weights) beside a multispectral student reads the
+    # bands data.rgb_bands names as R, G, B
+    rgb_teacher = plan_bands((0, 1, 2, 5), None, image_bands=6, rgb=(2, 1, 0))
+    assert rgb_teacher.decoded == (0, 1, 2, 5) and rgb_teacher.teacher == (2, 1, 0)
+    assert plan_bands((2, 1, 0, 1), None, image_bands=3).teacher == (2, 1, 0)
+    with pytest.raises(ConfigError, match="data.rgb_bands"):
+        plan_bands((0, 1, 2, 5), None, image_bands=6)
     with pytest.raises(ConfigError, match="data.bands"):
         plan_bands(None, tuple(range(BANDS)), image_bands=BANDS)
 

@@ -18,13 +18,17 @@ log = logging.getLogger("rsdistill")
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
+    from .config import PRESETS
+
     p.add_argument("--data", metavar="DIR", help="dataset folder (one sub-folder per class), or LAYOUT:DIR for a "
                                                  "known layout (cifar100:DIR, imagenet:DIR, ucm:DIR, aid:DIR, "
-                                                 "nwpu:DIR); with --resume: the run's dataset at a new place")
-    p.add_argument("--preset", choices=["folder", "ucm", "aid", "nwpu", "cifar100", "imagenet"],
+                                                 "nwpu:DIR, whu_rs19:DIR, ..., torchgeo:eurosat:DIR, ...); with "
+                                                 "--resume: the run's dataset at a new place")
+    p.add_argument("--preset", choices=list(PRESETS),
                    help="known dataset layout and class count check (default: folder)")
     p.add_argument("--download", action="store_true",
-                   help="fetch CIFAR-100 into --data's folder first (torchvision's downloader; needs internet)")
+                   help="fetch CIFAR-100 (torchvision's downloader) or a torchgeo dataset (torchgeo's, with "
+                        "checksums) into --data's folder first; needs internet")
     p.add_argument("--out", metavar="RUN", help="run directory to create (a new or empty folder, outside the data)")
     p.add_argument("--config", metavar="FILE", action="append", default=[],
                    help="YAML config (see configs/); repeat to layer files, later ones win")
@@ -255,12 +259,17 @@ def _data_argument(value: str, preset: str | None) -> tuple[str | None, str]:
 
 
 def _download(args: argparse.Namespace, cfg) -> None:
-    """``--download``: fetch the dataset before anything else (CIFAR-100 only)."""
+    """``--download``: fetch the dataset before anything else (CIFAR-100, torchgeo's datasets)."""
     if not getattr(args, "download", False):
         return
+    if cfg.data.preset.startswith("torchgeo:"):
+        from .data.torchgeo_sets import download
+
+        download(cfg.data.preset, cfg.data.root)
+        return
     if cfg.data.preset != "cifar100":
-        raise RsDistillError(f"--download: only CIFAR-100 can be downloaded (--data cifar100:DIR), not "
-                             f"'{cfg.data.preset}'")
+        raise RsDistillError(f"--download: only CIFAR-100 (--data cifar100:DIR) and torchgeo's datasets "
+                             f"(--data torchgeo:NAME:DIR) can be downloaded, not '{cfg.data.preset}'")
     from .data.cifar import download_cifar100
 
     download_cifar100(cfg.data.root)

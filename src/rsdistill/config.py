@@ -39,13 +39,27 @@ PATH_FIELDS = ("data.root", "data.split_file", "teacher.checkpoint", "model.weig
 
 # Dataset layouts: "folder" (any class-folder dataset), the RS benchmarks (class count checked),
 # and the standard CIFAR-100 python files and ImageNet train/ + val/ class folders (fixed splits).
-Preset = Literal["folder", "ucm", "aid", "nwpu", "cifar100", "imagenet"]
+# torchgeo's datasets are "torchgeo:<name>" (data/torchgeo_sets.py).
+Preset = Literal["folder", "ucm", "aid", "nwpu", "whu_rs19", "rsscn7", "optimal31", "siri_whu", "patternnet",
+                 "eurosat", "cifar100", "imagenet", "torchgeo:ucmerced", "torchgeo:eurosat", "torchgeo:eurosat_rgb",
+                 "torchgeo:resisc45", "torchgeo:patternnet"]
 PRESETS: tuple[str, ...] = get_args(Preset)
+# The training size a layout brings when data.image_size is not given: its images' own where
+# they are small (CIFAR-100's 32 px, EuroSAT's 64 px), ImageNet's standard 224 px; every other
+# layout (folders, the RS scene sets of 200-600 px) 224 px as before.
+DEFAULT_IMAGE_SIZE = 224
+NATIVE_IMAGE_SIZE = {"cifar100": 32, "eurosat": 64, "torchgeo:eurosat": 64, "torchgeo:eurosat_rgb": 64,
+                     "imagenet": 224}
 
 
 def split_data_argument(value: str) -> tuple[str | None, str]:
-    """``--data NAME:DIR`` -> (NAME, DIR) for a known layout NAME; a plain ``DIR`` -> (None, DIR)."""
+    """``--data NAME:DIR`` -> (NAME, DIR) for a known layout NAME (``torchgeo:eurosat:DIR`` ->
+    ("torchgeo:eurosat", DIR)); a plain ``DIR`` -> (None, DIR)."""
     name, sep, rest = value.partition(":")
+    if name == "torchgeo" and sep:
+        sub, sep2, rest2 = rest.partition(":")
+        if sep2 and rest2 and f"torchgeo:{sub}" in PRESETS:
+            return f"torchgeo:{sub}", rest2
     if sep and rest and name in PRESETS:
         return name, rest
     return None, value
@@ -54,10 +68,15 @@ def split_data_argument(value: str) -> tuple[str | None, str]:
 class DataConfig(Section):
     root: str | None = None
     preset: Preset = "folder"
-    image_size: int = Field(224, ge=8, le=4096)
+    # None: the layout's native size (NATIVE_IMAGE_SIZE), else 224; image_size_from records which.
+    image_size: int | None = Field(None, ge=8, le=4096)
+    image_size_from: str | None = None
     train_ratio: float = Field(0.8, gt=0.0, lt=1.0)
     val_ratio: float = Field(0.0, ge=0.0, lt=1.0)
     split_file: str | None = None
+    # Datasets with a published split (torchgeo's): true uses it (its validation part too), false
+    # a ratio split (train_ratio, val_ratio) as for folders. CIFAR-100 and ImageNet keep theirs.
+    published_split: bool = True
     # Random crop with reflection padding of this fraction of the side (1/8: 4 px at 32 px).
     crop_padding: float = Field(0.125, ge=0.0, le=0.5)
     hflip: bool = True
@@ -129,6 +148,17 @@ class DataConfig(Section):
         if bands is not None and (len(bands) != 3 or min(bands) < 0):
             raise ValueError(f"must be the 3 band indices from 0 holding R, G, B (got {bands})")
         return bands
+
+    @model_validator(mode="after")
+    def _image_size_of_the_layout(self) -> DataConfig:
+        if self.image_size is None:
+            native = NATIVE_IMAGE_SIZE.get(self.preset)
+            self.image_size = native or DEFAULT_IMAGE_SIZE
+            self.image_size_from = (f"the {self.preset} layout's native size" if native
+                                    else "the default (data.image_size not given)")
+        elif self.image_size_from is None:
+            self.image_size_from = "data.image_size"
+        return self
 
     @model_validator(mode="after")
     def _ratios_leave_a_test_split(self) -> DataConfig:

@@ -19,8 +19,11 @@ RGB = (0, 1, 2)
 
 
 def resolve_bands(bands, index: FolderIndex) -> tuple[int, ...] | None:
-    """``data.bands`` as a tuple of band indices (``"all"``: every band of the first image), or
-    None (RGB). Datasets whose files are the pixels (CIFAR-100) are RGB only."""
+    """``data.bands`` (else the layout's default) as a tuple of band indices (``"all"``: every
+    band of the first image), or None (RGB). Datasets whose files are the pixels (CIFAR-100) are
+    RGB only."""
+    if bands is None:
+        bands = index.default_bands  # the layout's own (torchgeo's EuroSAT: every band)
     if bands is None:
         return None
     if index.store is not None:
@@ -46,19 +49,23 @@ class BandPlan:
 
 
 def plan_bands(student: tuple[int, ...] | None, teacher: tuple[int, ...] | None,
-               image_bands: int | None = None) -> BandPlan:
+               image_bands: int | None = None, rgb: tuple[int, ...] | None = None) -> BandPlan:
     """The student's bands first, then the teacher's others. RGB (None) beside a band list means
-    bands 0, 1, 2, which holds only for images of at most 3 bands (``image_bands``)."""
+    bands 0, 1, 2 of images of at most 3 bands (``image_bands``), else the bands ``rgb``
+    (``data.rgb_bands``) names as R, G, B."""
     if student == teacher:
         return BandPlan(student, None, None)
     if student is None or teacher is None:
-        if image_bands is not None and image_bands > 3:
-            if student is None:
-                raise ConfigError(f"the student reads RGB (data.bands unset) and the teacher bands {list(teacher)} of "
-                                  f"{image_bands}-band images: give the student's bands with data.bands (e.g. "
-                                  "[3,2,1] for Sentinel-2's R, G, B, or all)")
-            raise ConfigError(f"the teacher was trained on RGB images; these images have {image_bands} bands")
-        student, teacher = student or RGB, teacher or RGB
+        many = image_bands is not None and image_bands > 3
+        if many and student is None:
+            raise ConfigError(f"the student reads RGB (data.bands unset) and the teacher bands {list(teacher)} of "
+                              f"{image_bands}-band images: give the student's bands with data.bands (e.g. "
+                              "[3,2,1] for Sentinel-2's R, G, B, or all)")
+        if many and rgb is None:
+            raise ConfigError(f"the teacher reads R, G, B and the images have {image_bands} bands: name the "
+                              "bands that are R, G, B with data.rgb_bands (e.g. [3,2,1] for Sentinel-2)")
+        rgb_bands = tuple(rgb) if many and rgb is not None else RGB
+        student, teacher = student or rgb_bands, teacher or rgb_bands
     decoded = tuple(student) + tuple(b for b in teacher if b not in student)
     teacher_channels = tuple(decoded.index(b) for b in teacher)
     student_channels = tuple(range(len(student))) if len(decoded) > len(student) else None

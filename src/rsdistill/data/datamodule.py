@@ -173,7 +173,8 @@ class DataModule:
 
             check_split_matches(split, self.index, Path(split_source or "<given split>"))
         if split is None:
-            split = (published_split(self.index, cfg.val_ratio, seed) if self.index.parts is not None
+            published = self.index.parts is not None and (cfg.published_split or self.index.class_depth)
+            split = (published_split(self.index, cfg.val_ratio, seed) if published
                      else stratified_split(self.index, cfg.train_ratio, cfg.val_ratio, seed))
         self.split = split
         self._stream = self._decoded_set_too_large(sum(len(getattr(self.split, p)) for p in parts))

@@ -311,7 +311,8 @@ def run_bands(cfg: RunConfig, index: Any, teacher: LoadedTeacher | None) -> Band
                             f"(e.g. '{index.paths[0]}')")
     elif theirs is not None and index.store is not None:
         raise DataError(f"the teacher reads bands {list(theirs)}; this dataset's images are RGB")
-    return plan_bands(student, theirs, image_bands)
+    rgb = tuple(cfg.data.rgb_bands) if cfg.data.rgb_bands is not None else None
+    return plan_bands(student, theirs, image_bands, rgb)
 
 
 def uses_teacher_cache(cfg: RunConfig, method_cls: type) -> bool:

@@ -122,13 +122,11 @@ def resolve(name: str, arch: str, num_classes: int, option: str = "model.weights
 def torchvision_imagenet(arch: str, option: str) -> NamedWeights:
     import torchvision
 
-    from .registry import MODELS
-
-    spec = MODELS.get(arch)
-    if spec is None or spec.family != "imagenet":
+    try:
+        weights = torchvision.models.get_model_weights(arch).DEFAULT
+    except (ValueError, KeyError):  # rsdistill's CIFAR-style models are not torchvision's
         raise ConfigError(f"{option}=imagenet: torchvision has no ImageNet weights for '{arch}' (a CIFAR-style "
-                          "model); use a torchvision model (resnet18, mobilenet_v2, ...) or timm:NAME")
-    weights = torchvision.models.get_model_weights(arch).DEFAULT
+                          "model); use a torchvision model (resnet18, mobilenet_v2, ...) or timm:NAME") from None
     file = fetch_url(weights.url, f"{option}=imagenet")
     preprocess = weights.transforms()
     return NamedWeights(_load(file, option), 3, tuple(preprocess.mean), tuple(preprocess.std),
