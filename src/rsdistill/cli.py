@@ -542,6 +542,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"{name:13s} {spec.family:8s} {n / 1e6:6.2f} M params at {args.classes} classes  {spec.description}")
     print("timm:NAME     any timm model (random initialisation or model.weights=FILE; "
           "pip install 'rsdistill[timm]')")
+    print("weights:      model.weights=FILE, imagenet (torchvision's default weights; timm's pretrained tag) or "
+          "torchgeo:<Enum.MEMBER>; data.bands=all or [..] for N input bands")
     return 0
 
 
