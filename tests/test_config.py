@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from rsdistill.config import RunConfig, build_config, load_yaml, parse_set
 from rsdistill.distillers import registry
@@ -134,3 +135,18 @@ def test_every_shipped_config_file_is_valid_and_keeps_the_articles_schedule():
             assert cfg.train.milestones == [60, 120, 160], file
             assert cfg.data.preset in ("ucm", "aid", "nwpu")
             assert cfg.data.train_ratio == {"8_2": 0.8, "5_5": 0.5}[file.stem[-3:]]
+
+
+def test_a_layout_brings_its_native_image_size_and_config_yaml_says_where_it_came_from():
+    from rsdistill.config import build_config
+
+    sizes = {p: build_config({"data": {"preset": p}}).data for p in ("cifar100", "eurosat", "imagenet", "folder", "ucm")}
+    assert {p: d.image_size for p, d in sizes.items()} == {"cifar100": 32, "eurosat": 64, "imagenet": 224,
+                                                           "folder": 224, "ucm": 224}
+    assert "cifar100 layout's native size" in sizes["cifar100"].image_size_from
+    assert "default" in sizes["folder"].image_size_from
+    given = build_config({"data": {"preset": "cifar100", "image_size": 64}})
+    assert (given.data.image_size, given.data.image_size_from) == (64, "data.image_size")
+    # config.yaml round-trips the value and its source
+    again = build_config(yaml.safe_load(build_config({"data": {"preset": "cifar100"}}).to_yaml()))
+    assert (again.data.image_size, again.data.image_size_from) == (32, sizes["cifar100"].image_size_from)
