@@ -125,9 +125,9 @@ def test_data_argument_names_a_layout_only_before_a_known_layout_name():
     assert split_data_argument("C:/data") == (None, "C:/data")  # not a layout: a path with a colon
 
 
-def test_download_is_only_for_cifar100_and_conflicting_layouts_are_errors(capsys, tmp_path):
+def test_download_is_only_for_cifar100_and_torchgeo_and_conflicting_layouts_are_errors(capsys, tmp_path):
     code, _, err = run_cli(capsys, "train", "--data", f"imagenet:{tmp_path}", "--download", "--out", tmp_path / "r")
-    assert code == 2 and "only CIFAR-100 can be downloaded" in err
+    assert code == 2 and "only CIFAR-100" in err and "torchgeo" in err and "not 'imagenet'" in err
     code, _, err = run_cli(capsys, "train", "--data", f"cifar100:{tmp_path}", "--preset", "aid", "--out", tmp_path / "r")
     assert code == 2 and "names layout 'cifar100' but --preset is 'aid'" in err
     assert not (tmp_path / "r").exists()

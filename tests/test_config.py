@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from rsdistill.config import RunConfig, build_config, load_yaml, parse_set
 from rsdistill.distillers import registry
@@ -184,3 +185,16 @@ def test_an_error_names_the_value_once(layer):
         build_config(layer)
     value = "resnet999" if "model" in layer else "[0, 1]" if "data" in layer else "[5, 3]"
     assert str(e.value).count(value) == 1, str(e.value)
+def test_a_layout_brings_its_native_image_size_and_config_yaml_says_where_it_came_from():
+    from rsdistill.config import build_config
+
+    sizes = {p: build_config({"data": {"preset": p}}).data for p in ("cifar100", "eurosat", "imagenet", "folder", "ucm")}
+    assert {p: d.image_size for p, d in sizes.items()} == {"cifar100": 32, "eurosat": 64, "imagenet": 224,
+                                                           "folder": 224, "ucm": 224}
+    assert "cifar100 layout's native size" in sizes["cifar100"].image_size_from
+    assert "default" in sizes["folder"].image_size_from
+    given = build_config({"data": {"preset": "cifar100", "image_size": 64}})
+    assert (given.data.image_size, given.data.image_size_from) == (64, "data.image_size")
+    # config.yaml round-trips the value and its source
+    again = build_config(yaml.safe_load(build_config({"data": {"preset": "cifar100"}}).to_yaml()))
+    assert (again.data.image_size, again.data.image_size_from) == (32, sizes["cifar100"].image_size_from)

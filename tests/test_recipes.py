@@ -73,3 +73,12 @@ def test_dkd_beta_is_the_papers_value_for_each_pair_of_tables_8_and_9(teacher, s
 def test_reviewkd_weight_is_the_official_value_for_each_pair(teacher, student, weight):
     cfg = build_config({"method": {"name": "reviewkd"}}).method
     assert registry.get("reviewkd").resolve_config(cfg, RunContext(student, teacher, 100, 240)).weight == weight
+
+
+def test_finetune_recipe_starts_from_imagenet_weights_with_a_lower_lr_and_a_shorter_schedule():
+    cfg, scratch = recipe("finetune.yaml"), build_config().resolve()
+    assert cfg.model.weights == "imagenet"
+    assert cfg.train.lr == scratch.train.lr / 10 and cfg.train.epochs < scratch.train.epochs
+    assert cfg.train.milestones == [18, 24] and cfg.train.lr_warmup_epochs == 1
+    # a name, not a path: config.yaml keeps it as it is
+    assert cfg.with_absolute_paths().model.weights == "imagenet"

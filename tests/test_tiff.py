@@ -100,9 +100,11 @@ def test_a_tiff_of_more_than_3_bands_is_rejected_by_name_unless_data_bands_selec
         decode_image(file, 50, DecodeOptions(bands=(4, 1, 0)))
 
 
-def test_data_bands_must_be_three_band_indices():
+def test_data_bands_are_all_or_distinct_band_indices_of_any_count():
     assert build_config({"data": {"bands": [3, 2, 1]}}).data.bands == [3, 2, 1]
-    for bad in ([0, 1], [0, 1, 2, 3], [-1, 0, 1]):
+    assert build_config({"data": {"bands": [0, 1, 2, 3, 7]}}).data.bands == [0, 1, 2, 3, 7]
+    assert build_config({"data": {"bands": "all"}}).data.bands == "all"
+    for bad in ([], [0, 0, 1], [-1, 0, 1], "some"):
         with pytest.raises(ConfigError, match="data.bands"):
             build_config({"data": {"bands": bad}})
 

@@ -19,13 +19,17 @@ log = logging.getLogger("rsdistill")
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
+    from .config import PRESETS
+
     p.add_argument("--data", metavar="DIR", help="dataset folder (one sub-folder per class), or LAYOUT:DIR for a "
                                                  "known layout (cifar100:DIR, imagenet:DIR, ucm:DIR, aid:DIR, "
-                                                 "nwpu:DIR); with --resume: the run's dataset at a new place")
-    p.add_argument("--preset", choices=["folder", "ucm", "aid", "nwpu", "cifar100", "imagenet"],
+                                                 "nwpu:DIR, whu_rs19:DIR, ..., torchgeo:eurosat:DIR, ...); with "
+                                                 "--resume: the run's dataset at a new place")
+    p.add_argument("--preset", choices=list(PRESETS),
                    help="known dataset layout and class count check (default: folder)")
     p.add_argument("--download", action="store_true",
-                   help="fetch CIFAR-100 into --data's folder first (torchvision's downloader; needs internet)")
+                   help="fetch CIFAR-100 (torchvision's downloader) or a torchgeo dataset (torchgeo's, with "
+                        "checksums) into --data's folder first; needs internet")
     p.add_argument("--out", metavar="RUN", help="run directory to create (a new or empty folder, outside the data)")
     p.add_argument("--config", metavar="FILE", action="append", default=[],
                    help="YAML config (see configs/); repeat to layer files, later ones win")
@@ -60,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-class", type=int, default=100)
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bands", type=int, default=3, help="bands per image: 3 writes RGB PNGs; N > 3 writes N-band "
+                   "16-bit TIFFs (R, G, B, then bands that carry class information, as NIR/SWIR do)")
 
     p = sub.add_parser("train", help="train a model with cross-entropy (a teacher, or a student alone)")
     _add_run_options(p)
@@ -101,8 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", help="also write the predictions to FILE.csv or FILE.json")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, auto")
-    p.add_argument("--bands", type=int, nargs=3, metavar="B", help="TIFFs of more than 3 bands: the bands shown as "
-                                                                   "R G B (default: the run's data.bands)")
+    p.add_argument("--bands", type=int, nargs="+", metavar="B", help="the image bands the model reads, in order "
+                                                                   "(default: those it was trained on)")
     p.add_argument("--tiff-stretch", choices=["per_image", "none"], help="TIFFs of more than 8 bits "
                                                                         "(default: the run's data.tiff_stretch)")
 
@@ -254,12 +260,17 @@ def _data_argument(value: str, preset: str | None) -> tuple[str | None, str]:
 
 
 def _download(args: argparse.Namespace, cfg) -> None:
-    """``--download``: fetch the dataset before anything else (CIFAR-100 only)."""
+    """``--download``: fetch the dataset before anything else (CIFAR-100, torchgeo's datasets)."""
     if not getattr(args, "download", False):
         return
+    if cfg.data.preset.startswith("torchgeo:"):
+        from .data.torchgeo_sets import download
+
+        download(cfg.data.preset, cfg.data.root)
+        return
     if cfg.data.preset != "cifar100":
-        raise RsDistillError(f"--download: only CIFAR-100 can be downloaded (--data cifar100:DIR), not "
-                             f"'{cfg.data.preset}'")
+        raise RsDistillError(f"--download: only CIFAR-100 (--data cifar100:DIR) and torchgeo's datasets "
+                             f"(--data torchgeo:NAME:DIR) can be downloaded, not '{cfg.data.preset}'")
     from .data.cifar import download_cifar100
 
     download_cifar100(cfg.data.root)
@@ -448,8 +459,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from .synth import generate_dataset
 
     names = generate_dataset(args.out, classes=args.classes, per_class=args.per_class, size=args.size,
-                             seed=args.seed, progress=not args.quiet)
-    print(f"{args.out}: {len(names)} classes x {args.per_class} images at {args.size} px "
+                             seed=args.seed, progress=not args.quiet, bands=args.bands)
+    print(f"{args.out}: {len(names)} classes x {args.per_class} images at {args.size} px"
+          f"{f', {args.bands} bands' if args.bands != 3 else ''} "
           f"({', '.join(names)})")
     return 0
 
@@ -555,6 +567,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"{name:13s} {spec.family:8s} {n / 1e6:6.2f} M params at {args.classes} classes  {spec.description}")
     print("timm:NAME     any timm model (random initialisation or model.weights=FILE; "
           "pip install 'rsdistill[timm]')")
+    print("weights:      model.weights=FILE, imagenet (torchvision's default weights; timm's pretrained tag) or "
+          "torchgeo:<Enum.MEMBER>; data.bands=all or [..] for N input bands")
     return 0
 
 

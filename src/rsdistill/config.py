@@ -39,13 +39,27 @@ PATH_FIELDS = ("data.root", "data.split_file", "teacher.checkpoint", "model.weig
 
 # Dataset layouts: "folder" (any class-folder dataset), the RS benchmarks (class count checked),
 # and the standard CIFAR-100 python files and ImageNet train/ + val/ class folders (fixed splits).
-Preset = Literal["folder", "ucm", "aid", "nwpu", "cifar100", "imagenet"]
+# torchgeo's datasets are "torchgeo:<name>" (data/torchgeo_sets.py).
+Preset = Literal["folder", "ucm", "aid", "nwpu", "whu_rs19", "rsscn7", "optimal31", "siri_whu", "patternnet",
+                 "eurosat", "cifar100", "imagenet", "torchgeo:ucmerced", "torchgeo:eurosat", "torchgeo:eurosat_rgb",
+                 "torchgeo:resisc45", "torchgeo:patternnet"]
 PRESETS: tuple[str, ...] = get_args(Preset)
+# The training size a layout brings when data.image_size is not given: its images' own where
+# they are small (CIFAR-100's 32 px, EuroSAT's 64 px), ImageNet's standard 224 px; every other
+# layout (folders, the RS scene sets of 200-600 px) 224 px as before.
+DEFAULT_IMAGE_SIZE = 224
+NATIVE_IMAGE_SIZE = {"cifar100": 32, "eurosat": 64, "torchgeo:eurosat": 64, "torchgeo:eurosat_rgb": 64,
+                     "imagenet": 224}
 
 
 def split_data_argument(value: str) -> tuple[str | None, str]:
-    """``--data NAME:DIR`` -> (NAME, DIR) for a known layout NAME; a plain ``DIR`` -> (None, DIR)."""
+    """``--data NAME:DIR`` -> (NAME, DIR) for a known layout NAME (``torchgeo:eurosat:DIR`` ->
+    ("torchgeo:eurosat", DIR)); a plain ``DIR`` -> (None, DIR)."""
     name, sep, rest = value.partition(":")
+    if name == "torchgeo" and sep:
+        sub, sep2, rest2 = rest.partition(":")
+        if sep2 and rest2 and f"torchgeo:{sub}" in PRESETS:
+            return f"torchgeo:{sub}", rest2
     if sep and rest and name in PRESETS:
         return name, rest
     return None, value
@@ -54,10 +68,15 @@ def split_data_argument(value: str) -> tuple[str | None, str]:
 class DataConfig(Section):
     root: str | None = None
     preset: Preset = "folder"
-    image_size: int = Field(224, ge=8, le=4096)
+    # None: the layout's native size (NATIVE_IMAGE_SIZE), else 224; image_size_from records which.
+    image_size: int | None = Field(None, ge=8, le=4096)
+    image_size_from: str | None = None
     train_ratio: float = Field(0.8, gt=0.0, lt=1.0)
     val_ratio: float = Field(0.0, ge=0.0, lt=1.0)
     split_file: str | None = None
+    # Datasets with a published split (torchgeo's): true uses it (its validation part too), false
+    # a ratio split (train_ratio, val_ratio) as for folders. CIFAR-100 and ImageNet keep theirs.
+    published_split: bool = True
     # Random crop with reflection padding of this fraction of the side (1/8: 4 px at 32 px).
     crop_padding: float = Field(0.125, ge=0.0, le=0.5)
     hflip: bool = True
@@ -89,10 +108,16 @@ class DataConfig(Section):
     # 8-bit images only and names any other file as an error. 8-bit TIFFs and the other formats
     # are read as they are with either value.
     tiff_stretch: Literal["per_image", "none"] = "per_image"
-    # TIFFs of more than 3 bands: the 3 band indices (from 0) shown as R, G, B, e.g. [3, 2, 1] for
-    # a near-infrared false-colour composite of B, G, R, NIR bands. None: such an image is an error
-    # naming the file. Grey (1 band) and 3-band images are read as they are.
-    bands: list[int] | None = None
+    # The image bands the model reads, in order (indices from 0): None reads every image as RGB
+    # (grey repeated; an image of more than 3 bands is then an error naming it); a list of N
+    # indices gives the model N input channels (e.g. [3, 2, 1]: a near-infrared false-colour
+    # composite of B, G, R, NIR bands; [3, 2, 1, 7] adds NIR as a 4th channel); "all" every band of
+    # the images (all must have the same count). RGB and grey files count as 3 bands (R, G, B).
+    bands: list[int] | Literal["all"] | None = None
+    # Which of the image's bands are R, G and B (indices from 0), for RGB-pretrained weights in a
+    # model of other than 3 bands: their filters of the first convolution keep the pretrained
+    # values, the other bands' start from the mean of the three. None: the model's first 3 bands.
+    rgb_bands: list[int] | None = None
     # Loader processes; -1 picks 0 on the CPU (the images are already decoded) and 4 on CUDA.
     workers: int = Field(-1, ge=-1)
     # Crop, flip and rotate training batches on the training device (batched tensor operations on
@@ -112,10 +137,28 @@ class DataConfig(Section):
 
     @field_validator("bands")
     @classmethod
-    def _three_bands(cls, bands: list[int] | None) -> list[int] | None:
-        if bands is not None and (len(bands) != 3 or min(bands) < 0):
-            raise ValueError(f"must be 3 band indices from 0, shown as R, G, B (got {bands})")
+    def _band_list(cls, bands: list[int] | str | None) -> list[int] | str | None:
+        if isinstance(bands, list) and (not bands or min(bands) < 0 or len(set(bands)) != len(bands)):
+            raise ValueError(f"must be 'all' or a list of distinct band indices from 0 (got {bands})")
         return bands
+
+    @field_validator("rgb_bands")
+    @classmethod
+    def _three_rgb_bands(cls, bands: list[int] | None) -> list[int] | None:
+        if bands is not None and (len(bands) != 3 or min(bands) < 0):
+            raise ValueError(f"must be the 3 band indices from 0 holding R, G, B (got {bands})")
+        return bands
+
+    @model_validator(mode="after")
+    def _image_size_of_the_layout(self) -> DataConfig:
+        if self.image_size is None:
+            native = NATIVE_IMAGE_SIZE.get(self.preset)
+            self.image_size = native or DEFAULT_IMAGE_SIZE
+            self.image_size_from = (f"the {self.preset} layout's native size" if native
+                                    else "the default (data.image_size not given)")
+        elif self.image_size_from is None:
+            self.image_size_from = "data.image_size"
+        return self
 
     @model_validator(mode="after")
     def _ratios_leave_a_test_split(self) -> DataConfig:
@@ -141,7 +184,10 @@ class DataConfig(Section):
 
 class ModelConfig(Section):
     name: str = "resnet18"
-    # A local state-dict file (e.g. ImageNet weights for the torchvision model); never downloaded.
+    # A local state-dict file, or weights by name: "imagenet" (torchvision's default weights of the
+    # architecture, timm's default pretrained tag for timm:NAME) or "torchgeo:<Enum.MEMBER>" (e.g.
+    # torchgeo:ResNet18_Weights.SENTINEL2_RGB_SECO), read from the torch hub / Hugging Face caches
+    # and downloaded where the network allows. The input normalisation becomes the weights' own.
     weights: str | None = None
 
     @field_validator("name")
@@ -265,11 +311,13 @@ class RunConfig(Section):
     def with_absolute_paths(self) -> RunConfig:
         """The paths made absolute (from the working folder), so that a run's config.yaml works
         from any working folder (eval, --resume, a student naming the run as its teacher)."""
+        from .models.named_weights import is_named_weights
+
         cfg = self.model_copy(deep=True)
         for dotted in PATH_FIELDS:
             section, name = dotted.split(".")
             value = getattr(getattr(cfg, section), name)
-            if value:
+            if value and not is_named_weights(value):  # imagenet, torchgeo:... are names, not paths
                 setattr(getattr(cfg, section), name, os.path.abspath(os.path.expanduser(value)))
         return cfg
 

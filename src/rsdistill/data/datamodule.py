@@ -18,7 +18,8 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from ..config import DataConfig
 from ..errors import ConfigError, DataError
 from .bad_images import decode_parts
-from .decode import DecodedCache, DecodeOptions, decode_all, decode_image
+from .bands import resolve_bands
+from .decode import DecodedCache, DecodeOptions, band_count, decode_all, decode_image
 from .device_augment import BankViews as DeviceBankViews
 from .device_augment import DeviceBatches, RandomViews
 from .folders import FolderIndex
@@ -72,6 +73,21 @@ def memory_limit_bytes(cache_max_gb: float | None) -> int:
         return 8 * 10**9
 
 
+def check_bands_fit(bands: tuple[int, ...] | None, index: FolderIndex) -> None:
+    """One line, before anything is decoded, where the bands asked for do not fit the images (the
+    first image's band count; an image that differs is named when it is decoded)."""
+    if index.store is not None or not index.paths:
+        return
+    first = index.root / index.paths[0]
+    n = band_count(first)
+    if bands is None and n > 3:
+        raise DataError(f"the images have {n} bands (e.g. '{first}'): choose the bands the model reads with "
+                        "data.bands (e.g. --set data.bands=all or 'data.bands=[3,2,1]')")
+    if bands is not None and max(bands) >= n:
+        raise DataError(f"data.bands={list(bands)} asks for band {max(bands)}, but the images have {n} bands "
+                        f"(e.g. '{first}'; band indices start at 0)")
+
+
 class SceneDataset(Dataset):
     def __init__(self, images, labels: Tensor, transform, strong=None):
         self.images, self.labels, self.transform, self.strong = images, labels, transform, strong
@@ -123,9 +139,12 @@ class DataModule:
     def __init__(self, cfg: DataConfig, seed: int = 0, needs: frozenset[str] = frozenset(),
                  split: Split | None = None, split_source: str | Path | None = None,
                  progress: bool = False, device: str = "cpu",
-                 index: FolderIndex | None = None, parts: tuple[str, ...] = ("train", "val", "test")):
+                 index: FolderIndex | None = None, parts: tuple[str, ...] = ("train", "val", "test"),
+                 bands: tuple[int, ...] | None | str = "data.bands"):
         """Scan, split and decode. Every part in ``parts`` is decoded here, so a corrupt image
-        stops the run before anything is written; evaluation asks only for the part it needs."""
+        stops the run before anything is written; evaluation asks only for the part it needs.
+        ``bands``: the bands to decode (``data.bands`` resolved, by default; a distillation run
+        whose teacher reads other bands decodes both models' bands, see ``data.bands``)."""
         unknown = set(needs) - KNOWN_NEEDS
         if unknown:
             raise ConfigError(f"a method needs {sorted(unknown)}, which the data layer cannot provide")
@@ -136,6 +155,17 @@ class DataModule:
         self._warned_device_augment = False
         self.device = device
         self.index: FolderIndex = index or scan_dataset(cfg.preset, cfg.root)
+        if bands == "data.bands":
+            bands = resolve_bands(cfg.bands, self.index)
+        elif bands is not None and self.index.store is not None:
+            raise ConfigError("data.bands: this dataset's images are RGB arrays; its models read R, G, B")
+        self.bands: tuple[int, ...] | None = bands  # type: ignore[assignment]
+        check_bands_fit(self.bands, self.index)
+        self.options = DecodeOptions(cfg.tiff_stretch, self.bands)
+        self.channels = self.options.channels or 3
+        if "two_views" in self.needs and self.channels != 3:
+            raise ConfigError(f"a method with a second, RandAugment view (mlld) needs 3-band (RGB) images; "
+                              f"data.bands gives {self.channels}")
         if split is None and cfg.split_file:
             split = load_split(cfg.split_file, self.index)
         elif split is not None:
@@ -143,7 +173,8 @@ class DataModule:
 
             check_split_matches(split, self.index, Path(split_source or "<given split>"))
         if split is None:
-            split = (published_split(self.index, cfg.val_ratio, seed) if self.index.parts is not None
+            published = self.index.parts is not None and (cfg.published_split or self.index.class_depth)
+            split = (published_split(self.index, cfg.val_ratio, seed) if published
                      else stratified_split(self.index, cfg.train_ratio, cfg.val_ratio, seed))
         self.split = split
         self._stream = self._decoded_set_too_large(sum(len(getattr(self.split, p)) for p in parts))
@@ -156,17 +187,16 @@ class DataModule:
             for part in ("train", "val", "test")
         }
         self.info = DataInfo(list(self.split.classes), cfg.image_size, self._labels["train"],
-                             list(self.split.train))
+                             list(self.split.train), self.channels)
         # Without the training images (evaluation of a stored model) the model's own statistics apply.
-        self.mean, self.std = [0.5] * 3, [0.25] * 3
+        self.mean, self.std = [0.5] * self.channels, [0.25] * self.channels
         if "train" not in parts or not self.split.train:
             return
         train_images = self._images_of["train"]
         if isinstance(train_images, LazyImages):
             # Every k-th image, decoded at the training size (full-resolution ones differ in size).
             paths = train_images.paths[:: max(1, len(train_images) // STATS_SAMPLE)]
-            options = DecodeOptions.of(cfg)
-            sample = torch.stack([decode_image(self.index.root / p, cfg.image_size, options) for p in paths])
+            sample = torch.stack([decode_image(self.index.root / p, cfg.image_size, self.options) for p in paths])
             self.mean, self.std = channel_stats(sample)
         else:
             self.mean, self.std = channel_stats(train_images)
@@ -176,7 +206,7 @@ class DataModule:
         c = self.cfg
         if self.index.store is not None or c.cache == "off" or c.augment == "imagenet":
             return False
-        need = count * 3 * c.image_size * c.image_size
+        need = count * self.channels * c.image_size * c.image_size
         limit = memory_limit_bytes(c.cache_max_gb)
         if need <= limit:
             return False
@@ -187,22 +217,22 @@ class DataModule:
 
     def _images(self, paths: list[str]):
         if not paths:
-            return torch.empty((0, 3, self.cfg.image_size, self.cfg.image_size), dtype=torch.uint8)
+            return torch.empty((0, self.channels, self.cfg.image_size, self.cfg.image_size), dtype=torch.uint8)
         root = self.index.root
         if self.index.store is not None:  # CIFAR-100: the files are the decoded images
             return self.index.store.load(paths, self.cfg.image_size)
         if self.cfg.augment == "imagenet":  # crops are cut from the full-resolution image
-            return LazyImages(root, paths, None, DecodeOptions.of(self.cfg))
+            return LazyImages(root, paths, None, self.options)
         if self.cfg.cache == "off" or self._stream:
             if self.cfg.skip_bad_images:  # read on access: which ones to leave out is found now
                 decode_all(root, paths, self.cfg.image_size, progress=self.progress,
-                           options=DecodeOptions.of(self.cfg), keep=False)
-            return LazyImages(root, paths, self.cfg.image_size, DecodeOptions.of(self.cfg))
+                           options=self.options, keep=False)
+            return LazyImages(root, paths, self.cfg.image_size, self.options)
         directory = None
         if self.cfg.cache == "disk":
             directory = self.cfg.cache_dir or default_cache_dir()
         try:
-            cache = DecodedCache(directory, self.progress, DecodeOptions.of(self.cfg))
+            cache = DecodedCache(directory, self.progress, self.options)
             return cache.load(root, paths, self.cfg.image_size)
         except PermissionError as e:
             raise DataError(f"data.cache_dir: cannot write the decoded cache ({e})") from None
@@ -309,7 +339,7 @@ class DataModule:
         from .decode import cache_key
 
         return "files:" + cache_key(self.index.root, list(self.split.train), self.cfg.image_size,
-                                    DecodeOptions.of(self.cfg))
+                                    self.options)
 
     def train_images_tensor(self) -> Tensor:
         """The decoded training images as one uint8 tensor (decoding them when not cached)."""

@@ -40,6 +40,8 @@ class FolderIndex:
     parts: dict[str, list[str]] | None = None
     class_depth: int = 0
     store: ImageStore | None = None
+    # The bands a model reads without data.bands ("all", indices; None: R, G, B), e.g. EuroSAT's 13.
+    default_bands: tuple[int, ...] | str | None = None
 
     def __len__(self) -> int:
         return len(self.paths)

@@ -16,6 +16,8 @@ class DataInfo:
     image_size: int
     train_labels: Tensor
     train_paths: list[str] = field(default_factory=list)
+    # Bands of the images in a batch (3 for RGB; more for multispectral data, see data.bands).
+    channels: int = 3
 
     @property
     def num_classes(self) -> int:

@@ -22,6 +22,7 @@ class Preset:
     layouts: tuple[str, ...]
     per_class: dict[str, int] = field(default_factory=dict)
     default_per_class: int = 0
+    total: int = 0  # the published image count, where only that is published (0: not checked)
 
     def expected(self, cls: str) -> int:
         return self.per_class.get(cls, self.default_per_class)
@@ -38,11 +39,36 @@ AID_COUNTS = {
     "Square": 330, "Stadium": 290, "StorageTanks": 360, "Viaduct": 420,
 }
 
+# Helber et al. 2019, "EuroSAT: A Novel Dataset and Deep Learning Benchmark for Land Use and Land
+# Cover Classification", Fig. 3 (27 000 images); the class folders of both archives.
+EUROSAT_COUNTS = {
+    "AnnualCrop": 3000, "Forest": 3000, "HerbaceousVegetation": 3000, "Highway": 2500, "Industrial": 2500,
+    "Pasture": 2000, "PermanentCrop": 2500, "Residential": 3000, "River": 2500, "SeaLake": 3000,
+}
+
 PRESETS: dict[str, Preset] = {
     "ucm": Preset("ucm", "UC Merced Land-Use", 21, ("UCMerced_LandUse/Images", "Images", "."),
                   default_per_class=100),
     "aid": Preset("aid", "AID", 30, ("AID", "."), per_class=AID_COUNTS),
     "nwpu": Preset("nwpu", "NWPU-RESISC45", 45, ("NWPU-RESISC45", "."), default_per_class=700),
+    # Dai & Yang 2010 / Xia et al. 2010: 1005 images of 600 px in 19 classes, about 50 each (the
+    # per-class counts are not published in the papers: only the total is checked).
+    "whu_rs19": Preset("whu_rs19", "WHU-RS19", 19, ("WHU-RS19", "RSDataset", "."), total=1005),
+    # Zou et al. 2015: 7 classes x 400 images of 400 px.
+    "rsscn7": Preset("rsscn7", "RSSCN7", 7, ("RSSCN7", "."), default_per_class=400),
+    # Wang et al. 2019 (ARCNet): 31 classes x 60 images of 256 px.
+    "optimal31": Preset("optimal31", "OPTIMAL-31", 31, ("OPTIMAL-31/Images", "OPTIMAL-31", "Images", "."),
+                        default_per_class=60),
+    # Zhao et al. 2016: 12 classes x 200 images of 200 px (Google Earth, Wuhan).
+    "siri_whu": Preset("siri_whu", "SIRI-WHU", 12, ("SIRI-WHU/12class_tif", "12class_tif", "SIRI-WHU", "."),
+                       default_per_class=200),
+    # Zhou et al. 2018: 38 classes x 800 images of 256 px.
+    "patternnet": Preset("patternnet", "PatternNet", 38, ("PatternNet/images", "images", "PatternNet", "."),
+                         default_per_class=800),
+    # The RGB JPEG archive (2750/<class>) or the 13-band TIFF one (ds/images/.../tif/<class>).
+    "eurosat": Preset("eurosat", "EuroSAT", 10, (
+        "2750", "EuroSAT/2750", "EuroSAT_RGB", "EuroSAT_MS",
+        "ds/images/remote_sensing/otherDatasets/sentinel_2/tif", "EuroSAT", "."), per_class=EUROSAT_COUNTS),
 }
 
 
@@ -72,6 +98,10 @@ def scan_dataset(preset: str, root: str | Path) -> FolderIndex:
         from .imagenet import scan_imagenet
 
         return scan_imagenet(root)
+    if preset.startswith("torchgeo:"):
+        from .torchgeo_sets import scan_torchgeo
+
+        return scan_torchgeo(preset, root)
     index = scan_folder(locate(preset, root))
     if preset != "folder":
         check_against_preset(PRESETS[preset], index)
@@ -89,6 +119,9 @@ def check_against_preset(spec: Preset, index: FolderIndex) -> None:
         for c, n in index.counts().items()
         if spec.expected(c) and n != spec.expected(c)
     ]
+    if spec.total and len(index) != spec.total:
+        log.warning("%s: %d images in '%s', the published set has %d", spec.title, len(index), index.root,
+                    spec.total)
     if off:
         log.warning("%s: %d class(es) differ from the published image counts: %s%s", spec.title,
                     len(off), "; ".join(off[:5]), " ..." if len(off) > 5 else "")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from .folders import FolderIndex
 
 SPLIT_VERSION = 1
@@ -87,11 +87,15 @@ def stratified_split(index: FolderIndex, train_ratio: float, val_ratio: float, s
 
 def published_split(index: FolderIndex, val_ratio: float, seed: int) -> Split:
     """The dataset's own split (CIFAR-100's train/test files, ImageNet's train/ and val/, the
-    latter as the test split, which is what the literature reports). With ``val_ratio`` > 0 a
+    latter as the test split, which is what the literature reports; torchgeo's train/val/test
+    split files, the validation part included). With ``val_ratio`` > 0 a
     validation split is carved from the training part, per class, seeded as
     :func:`stratified_split` draws."""
     assert index.parts is not None
-    train, val = list(index.parts["train"]), []
+    train, val = list(index.parts["train"]), list(index.parts.get("val", []))
+    if val and val_ratio > 0:
+        raise ConfigError(f"data.val_ratio={val_ratio}: this dataset has a published validation split; set "
+                          "data.val_ratio=0 to use it, or data.published_split=false for a ratio split")
     if val_ratio > 0:
         by_class: dict[str, list[str]] = {}
         for p in train:

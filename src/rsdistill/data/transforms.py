@@ -74,15 +74,16 @@ def eval_transform(cfg: DataConfig | None = None) -> v2.Compose:
 
 
 def channel_stats(images: Tensor, chunk: int = 512) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std (in [0, 1] units) of a N x 3 x H x W uint8 tensor."""
-    total = torch.zeros(3, dtype=torch.float64)
-    total_sq = torch.zeros(3, dtype=torch.float64)
+    """Per-channel mean and std (in [0, 1] units) of a N x C x H x W uint8 tensor."""
+    channels = images.shape[1] if images.ndim == 4 else 3
+    total = torch.zeros(channels, dtype=torch.float64)
+    total_sq = torch.zeros(channels, dtype=torch.float64)
     count = 0
     for start in range(0, len(images), chunk):
         x = images[start : start + chunk].to(torch.float64) / 255.0
         total += x.sum(dim=(0, 2, 3))
         total_sq += (x * x).sum(dim=(0, 2, 3))
-        count += x.numel() // 3
+        count += x.numel() // channels
     mean = total / count
     std = (total_sq / count - mean * mean).clamp_min(1e-12).sqrt().clamp_min(1e-3)
     return mean.tolist(), std.tolist()

@@ -3,7 +3,7 @@ safetensors weights with a JSON config that rebuilds the model.
 
 Only the model is exported (with its input normalisation): a method's training-time modules (ISDM's
 scaler, connectors, memory banks) are never part of it. The ONNX and TorchScript graphs take RGB
-images in [0, 1], N x 3 x H x W (any N, H, W; a timm transformer's ONNX graph only its trained H and
+images in [0, 1], N x C x H x W (C: 3 for RGB, else the bands the model reads; any N, H, W; a timm transformer's ONNX graph only its trained H and
 W, see :func:`traced_form`), and return logits. The ONNX file also holds the class
 names, input size and normalisation as metadata properties; every format gets a JSON sidecar
 ``<file>.json`` with the same facts. safetensors holds the plain network's weights (torchvision
@@ -50,12 +50,12 @@ def export(checkpoint: str | Path, out: str | Path, fmt: str | None = None, imag
     net = LogitsOnly(model).eval()
     size = info.image_size
     if fmt == "onnx":
-        data = with_metadata(onnx_bytes(net, size, opset), info)
+        data = with_metadata(onnx_bytes(net, size, opset, model.in_channels), info)
         atomic_write(out, lambda f: f.write(data))
     elif fmt == "torchscript":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # TorchScript's deprecation notice
-            scripted = torch.jit.trace(net, torch.rand(2, 3, size, size))
+            scripted = torch.jit.trace(net, torch.rand(2, model.in_channels, size, size))
             atomic_write(out, lambda f: torch.jit.save(scripted, f))
     else:
         _write_safetensors(out, model, info)
@@ -66,7 +66,9 @@ def export(checkpoint: str | Path, out: str | Path, fmt: str | None = None, imag
         "model": record["arch"],
         "checkpoint": record["file"],
         "classes": record["class_names"],
-        "input": {"layout": "NCHW", "dtype": "float32", "range": [0.0, 1.0], "channels": "RGB",
+        "input": {"layout": "NCHW", "dtype": "float32", "range": [0.0, 1.0],
+                  "channels": "RGB" if info.bands is None else f"image bands {info.bands}",
+                  "bands": info.bands,
                   "trained_size": size, "mean": info.mean, "std": info.std,
                   "sizes": f"{size} x {size} only" if fmt == "onnx" and fixed_size_only(net) else "any",
                   "normalisation": "by the caller: (x - mean) / std" if fmt == "safetensors" else "inside the model"},
@@ -80,7 +82,7 @@ def export(checkpoint: str | Path, out: str | Path, fmt: str | None = None, imag
     return meta
 
 
-def onnx_bytes(net: torch.nn.Module, size: int, opset: int = 17) -> bytes:
+def onnx_bytes(net: torch.nn.Module, size: int, opset: int = 17, channels: int = 3) -> bytes:
     """The model as ONNX, with dynamic batch, height and width (height and width fixed to ``size``
     for the models :func:`traced_form` fixes)."""
     net, any_size = traced_form(net, size)
@@ -90,7 +92,7 @@ def onnx_bytes(net: torch.nn.Module, size: int, opset: int = 17) -> bytes:
         warnings.simplefilter("ignore")
         try:
             torch.onnx.export(
-                net, torch.rand(2, 3, size, size), buf, input_names=["image"], output_names=["logits"],
+                net, torch.rand(2, channels, size, size), buf, input_names=["image"], output_names=["logits"],
                 opset_version=opset, dynamic_axes={"image": image_axes, "logits": {0: "batch"}}, dynamo=False,
             )
         except torch.onnx.errors.OnnxExporterError as e:
@@ -158,10 +160,12 @@ def rebuild_recipe(file: str, info: ModelInfo) -> dict[str, Any]:
         recipe["torchvision"] = {
             "builder": f"torchvision.models.{info.arch}",
             "kwargs": {"weights": None, "num_classes": len(info.classes)},
+            # A model of other than 3 bands: torchvision's first convolution must be rebuilt likewise.
+            **({"first_conv_in_channels": info.channels} if info.channels != 3 else {}),
             "code": (f"import torchvision; from safetensors.torch import load_file; "
                      f"net = torchvision.models.{info.arch}(weights=None, num_classes={len(info.classes)}); "
                      f"net.load_state_dict(load_file('{file}')); net.eval()"
-                     "  # input: (x - mean) / std, x RGB in [0, 1], N x 3 x S x S"),
+                     f"  # input: (x - mean) / std, x in [0, 1], N x {info.channels} x S x S"),
         }
     return recipe
 
@@ -169,7 +173,7 @@ def rebuild_recipe(file: str, info: ModelInfo) -> dict[str, Any]:
 def _check(out: Path, fmt: str, net: torch.nn.Module, info: ModelInfo) -> float:
     """Run the exported file on a fresh batch (another batch size) and compare with PyTorch."""
     size = info.image_size
-    x = torch.rand(3, 3, size, size, generator=torch.Generator().manual_seed(0))
+    x = torch.rand(3, info.channels, size, size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         ref = net(x).numpy()
     if fmt == "onnx":

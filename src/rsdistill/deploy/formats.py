@@ -26,8 +26,9 @@ from ..errors import CheckpointError
 from ..models import LogitsOnly, ModelAdapter, build_model
 from ..runs.folder import RunDir
 
-INPUT_FORMAT = "float32 N x 3 x H x W, RGB in [0, 1], resized to input_size x input_size"
-NORMALISATION = "inside the model: (x - mean) / std per RGB channel, x in [0, 1]"
+INPUT_FORMAT = ("float32 N x C x H x W in [0, 1], resized to input_size x input_size; C = channels: R, G, B "
+                "(bands null) or the image bands listed in bands, in that order")
+NORMALISATION = "inside the model: (x - mean) / std per channel, x in [0, 1]"
 
 
 @dataclass(frozen=True)
@@ -39,10 +40,12 @@ class ModelInfo:
     image_size: int
     mean: list[float]
     std: list[float]
-    # How TIFFs beyond 8-bit RGB were decoded in training (``data.tiff_stretch``, ``data.bands``).
+    # How TIFFs beyond 8-bit RGB were decoded in training (``data.tiff_stretch``, ``data.bands``):
+    # ``bands`` are the image bands the model reads, in order (None: R, G, B).
     tiff_stretch: str = "per_image"
     bands: list[int] | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    channels: int = 3  # input channels: 3 (RGB) or len(bands)
 
     @property
     def decode_options(self) -> DecodeOptions:
@@ -60,6 +63,7 @@ class ModelInfo:
             "normalisation": NORMALISATION,
             "tiff_stretch": self.tiff_stretch,
             "bands": json.dumps(self.bands),
+            "channels": str(self.channels),
             **self.extra,
         }
 
@@ -67,10 +71,11 @@ class ModelInfo:
     def from_metadata(cls, meta: dict[str, str], source: str | Path) -> ModelInfo:
         try:
             known = {"model", "classes", "input_size", "input", "mean", "std", "normalisation",
-                     "tiff_stretch", "bands"}
+                     "tiff_stretch", "bands", "channels"}
             return cls(meta["model"], json.loads(meta["classes"]), int(meta["input_size"]),
                        json.loads(meta["mean"]), json.loads(meta["std"]), meta.get("tiff_stretch", "per_image"),
-                       json.loads(meta.get("bands", "null")), {k: v for k, v in meta.items() if k not in known})
+                       json.loads(meta.get("bands", "null")), {k: v for k, v in meta.items() if k not in known},
+                       int(meta.get("channels", len(json.loads(meta["mean"])))))
         except (KeyError, ValueError) as e:
             raise CheckpointError(f"'{source}' has no rsdistill metadata ({e}); export it with `rsdistill export`") from None
 
@@ -79,7 +84,8 @@ class ModelInfo:
 
 
 def info_of(model: ModelAdapter, record: dict[str, Any], image_size: int | None = None) -> ModelInfo:
-    """The :class:`ModelInfo` of a model loaded from a checkpoint (its run's decoding options)."""
+    """The :class:`ModelInfo` of a model loaded from a checkpoint (its run's decoding options; the
+    bands it reads from the checkpoint, or from its run's config for checkpoints of earlier versions)."""
     stretch, bands = "per_image", None
     run_dir = run_dir_of(Path(record["file"])) if record.get("file") else None
     if run_dir is not None:
@@ -87,15 +93,17 @@ def info_of(model: ModelAdapter, record: dict[str, Any], image_size: int | None 
         data = RunDir(run_dir).read_config().get({}).get("data")
         if isinstance(data, dict):
             stretch, bands = data.get("tiff_stretch") or stretch, data.get("bands")
+    if "bands" in record:
+        bands = record["bands"]
     return ModelInfo(
         record["arch"], list(record["class_names"]), int(image_size or record.get("image_size") or 224),
         [round(float(v), 8) for v in model.input_mean.flatten()], [round(float(v), 8) for v in model.input_std.flatten()],
-        stretch, list(bands) if bands is not None else None,
+        stretch, list(bands) if bands is not None else None, channels=model.in_channels,
     )
 
 
 class Predictor(ABC):
-    """Logits of a model for images in [0, 1]: ``predictor(x)`` with ``x`` N x 3 x S x S float32."""
+    """Logits of a model for images in [0, 1]: ``predictor(x)`` with ``x`` N x C x S x S float32."""
 
     info: ModelInfo
     backend: str
@@ -203,7 +211,7 @@ def rebuild_from_safetensors(path: Path, info: ModelInfo) -> ModelAdapter:
         state = load_file(str(path))
     except Exception as e:  # noqa: BLE001 - truncated or foreign files alike
         raise CheckpointError(f"safetensors file '{path}' cannot be read: {str(e).splitlines()[0]}") from None
-    model = build_model(info.arch, len(info.classes))
+    model = build_model(info.arch, len(info.classes), channels=info.channels)
     try:
         model.net.load_state_dict(state)
     except RuntimeError as e:

@@ -78,14 +78,14 @@ def _images_under(folder: Path) -> list[Path]:
 
 def read_images(paths: list[Path], size: int, options: DecodeOptions = DecodeOptions(),
                 threads: int | None = None) -> tuple[np.ndarray, list[int], list[Prediction]]:
-    """N x 3 x size x size float32 in [0, 1] for the images that could be read, the indices (into
+    """N x C x size x size float32 in [0, 1] for the images that could be read, the indices (into
     ``paths``) of those images, and a failed prediction for each of the others."""
     def read(path: Path) -> np.ndarray | str:
         try:
             return decode_image(path, size, options).numpy()
         except RsDistillError as e:
             # The decoder names the training option; predict takes it as a flag.
-            return str(e) + ("; with predict: --bands R G B" if "data.bands" in str(e) else "")
+            return str(e) + ("; with predict: --bands B1 B2 ..." if "data.bands" in str(e) else "")
         except Exception as e:  # noqa: BLE001 - any decoder failure is this file's, not the run's
             return f"cannot read image '{path}': {str(e).splitlines()[0] if str(e) else type(e).__name__}"
 
@@ -95,7 +95,7 @@ def read_images(paths: list[Path], size: int, options: DecodeOptions = DecodeOpt
     ok = [i for i, d in enumerate(decoded) if not isinstance(d, str)]
     failed = [Prediction(str(paths[i]), error=d) for i, d in enumerate(decoded) if isinstance(d, str)]
     images = np.stack([decoded[i] for i in ok]).astype(np.float32) / 255.0 if ok else \
-        np.zeros((0, 3, size, size), np.float32)
+        np.zeros((0, options.channels or 3, size, size), np.float32)
     return images, ok, failed
 
 
@@ -179,12 +179,15 @@ def predict(model: str | Path, inputs: list[str], k: int = 5, batch: int = 32, d
 
     if k < 1 or batch < 1:
         raise RsDistillError(f"predict: --top-k and --batch must be at least 1 (got {k}, {batch})")
-    if bands is not None and (len(bands) != 3 or min(bands) < 0):
-        raise RsDistillError(f"predict: --bands takes 3 band indices from 0 (got {bands})")
+    if bands is not None and (not bands or min(bands) < 0):
+        raise RsDistillError(f"predict: --bands takes band indices from 0 (got {bands})")
     paths, missing = find_images(inputs)
     if not paths:  # nothing to predict: a user error, whether the inputs are missing or empty
         raise RsDistillError("predict: no images to predict: " + "; ".join(m.error for m in missing))
     predictor = open_model(model, resolve_device(device))
+    if bands is not None and len(bands) != predictor.info.channels:
+        raise RsDistillError(f"predict: --bands gives {len(bands)} bands; the model reads {predictor.info.channels} "
+                             f"(trained on bands {predictor.info.bands or 'R, G, B'})")
     if bands is not None or tiff_stretch is not None:
         predictor.info = replace(predictor.info, bands=list(bands) if bands is not None else predictor.info.bands,
                                  tiff_stretch=tiff_stretch or predictor.info.tiff_stretch)

@@ -47,15 +47,21 @@ def median_ms(run: Callable[[], Any], warmup: int, repeats: int, device: torch.d
 
 @torch.no_grad()
 def count_flops(model: ModelAdapter | torch.nn.Module, image_size: int, batch: int = 1) -> int:
-    """FLOPs of one forward pass at ``batch`` x 3 x ``image_size`` x ``image_size``."""
+    """FLOPs of one forward pass at ``batch`` x C x ``image_size`` x ``image_size`` (C: the model's bands)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     net = LogitsOnly(model) if isinstance(model, ModelAdapter) else model
     net.eval()
     device = next(net.parameters()).device
     with FlopCounterMode(display=False) as counter:
-        net(torch.zeros(batch, 3, image_size, image_size, device=device))
+        net(torch.zeros(batch, input_channels(net), image_size, image_size, device=device))
     return int(counter.get_total_flops())
+
+
+def input_channels(net: torch.nn.Module) -> int:
+    """The input bands of a :class:`LogitsOnly` (its adapter's), else 3."""
+    adapter = getattr(net, "adapter", None)
+    return adapter.in_channels if isinstance(adapter, ModelAdapter) else 3
 
 
 @dataclass
@@ -89,7 +95,7 @@ def measure(model: ModelAdapter, name: str, image_size: int, batches: Sequence[i
     # left in training mode would put every BatchNorm back into training for the timed runs.
     net = LogitsOnly(model).eval()
     cost = ModelCost(name, model.arch, image_size, count_parameters(model), count_flops(model, image_size), None)
-    onnx_model = onnx_bytes(net, image_size) if "onnxruntime" in runtimes else None
+    onnx_model = onnx_bytes(net, image_size, channels=model.in_channels) if "onnxruntime" in runtimes else None
     cost.onnx_bytes = len(onnx_model) if onnx_model is not None else None
     if not timing:
         return cost
@@ -103,7 +109,7 @@ def measure(model: ModelAdapter, name: str, image_size: int, batches: Sequence[i
                 continue  # e.g. onnxruntime without its CUDA provider
             times = {}
             for b in batches:
-                x = np.random.default_rng(b).random((b, 3, image_size, image_size), dtype=np.float32)
+                x = np.random.default_rng(b).random((b, model.in_channels, image_size, image_size), dtype=np.float32)
                 times[str(b)] = round(run_batch(x, warmup, repeats), 3)
             cost.latency_ms.setdefault(runtime, {})[device] = times
     net.cpu()

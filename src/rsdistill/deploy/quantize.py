@@ -53,7 +53,7 @@ def export_int8(checkpoint: str | Path, out: str | Path, image_size: int | None 
     calibration_images = quantize_onnx(fp32, out, info, Path(calibration) if calibration else None)
 
     int8 = OnnxPredictor(out)
-    x = np.random.default_rng(0).random((4, 3, info.image_size, info.image_size), dtype=np.float32)
+    x = np.random.default_rng(0).random((4, info.channels, info.image_size, info.image_size), dtype=np.float32)
     max_diff = float(np.abs(int8(x) - reference(x)).max())
     accuracy: dict[str, Any] = {"fp32": None, "int8": None, "images": 0, "note": None}
     run_dir = run_dir_of(resolve_checkpoint(checkpoint))
@@ -107,7 +107,7 @@ def quantize_onnx(fp32: Path, out: Path, info: ModelInfo, calibration: Path | No
 def _with_quantization(info: ModelInfo, calibration: Path | None) -> ModelInfo:
     mode = f"static, calibrated on '{calibration.name}'" if calibration else "dynamic"
     return ModelInfo(info.arch, info.classes, info.image_size, info.mean, info.std, info.tiff_stretch, info.bands,
-                     {**info.extra, "quantization": f"int8 {mode} (onnxruntime.quantization)"})
+                     {**info.extra, "quantization": f"int8 {mode} (onnxruntime.quantization)"}, info.channels)
 
 
 class _CalibrationReader(CalibrationDataReader):

@@ -131,7 +131,7 @@ class Distiller(nn.Module, Generic[C]):
         Runs in eval mode: BN statistics are untouched."""
         size = self.info.image_size
         device = next(self.student.parameters()).device
-        x = torch.zeros(batch_size, 3, size, size, device=device)
+        x = torch.zeros(batch_size, self.info.channels, size, size, device=device)
         was = self.student.training
         self.student.eval()
         s_out = self.student(x)

@@ -27,6 +27,8 @@ def model_record(model: ModelAdapter, class_names: list[str], image_size: int) -
         "num_classes": model.num_classes,
         "class_names": list(class_names),
         "image_size": image_size,
+        # The image bands the model reads, in order (data.bands resolved); None: R, G, B.
+        "bands": list(model.bands) if model.bands is not None else None,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
 
@@ -79,8 +81,11 @@ def load_model(path: str | Path) -> tuple[ModelAdapter, dict[str, Any]]:
     file = resolve_checkpoint(path)
     record = read_checkpoint(file)["model"]
     try:
-        model = build_model(record["arch"], int(record["num_classes"]))
+        mean = record["state_dict"].get("input_mean")
+        channels = int(mean.shape[1]) if mean is not None and mean.ndim == 4 else 3
+        model = build_model(record["arch"], int(record["num_classes"]), channels=channels)
         model.load_state_dict(record["state_dict"])
+        model.bands = list(record["bands"]) if record.get("bands") is not None else None
     except (KeyError, RuntimeError) as e:
         raise CheckpointError(f"checkpoint '{file}': model does not load ({str(e).splitlines()[0]})") from None
     model.eval()

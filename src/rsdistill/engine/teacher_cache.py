@@ -50,8 +50,12 @@ def tensor_digest(tensors: list[tuple[str, Tensor]]) -> str:
 
 
 def model_digest(model: ModelAdapter) -> str:
-    """The teacher's weights, BN statistics and input normalisation."""
-    return tensor_digest(sorted(model.state_dict().items()))
+    """The teacher's weights, BN statistics and input normalisation (and the channels of the
+    decoded bands it reads, where the images hold more bands than it reads)."""
+    tensors = sorted(model.state_dict().items())
+    if model.read_channels is not None:
+        tensors.append(("read_channels", model.read_channels))
+    return tensor_digest(tensors)
 
 
 @dataclass(frozen=True)

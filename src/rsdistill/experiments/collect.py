@@ -16,7 +16,10 @@ def read_metrics(run_dir: Path) -> dict[str, Any]:
 
 
 # Settings that do not change what a run computes (where and how it is shown or cached).
-INCIDENTAL = {"train.progress", "train.device", "data.cache", "data.cache_dir", "data.workers", "train.threads"}
+# data.image_size_from says where data.image_size came from (the layout, the default, a flag): not a
+# setting of its own, and absent from runs made before it was recorded.
+INCIDENTAL = {"train.progress", "train.device", "data.cache", "data.cache_dir", "data.workers", "train.threads",
+              "data.image_size_from"}
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

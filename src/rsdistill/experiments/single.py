@@ -17,7 +17,9 @@ from typing import Any
 import torch
 
 from ..config import RunConfig, load_run_config
+from ..data.bands import BandPlan, plan_bands, resolve_bands
 from ..data.datamodule import DataModule, default_cache_dir
+from ..data.decode import band_count
 from ..data.fingerprint import check_fingerprint, write_fingerprint
 from ..data.presets import scan_dataset
 from ..data.splits import Split, load_split, save_split
@@ -34,6 +36,8 @@ from ..engine.trainer import Trainer
 from ..errors import CheckpointError, ConfigError, DataError, RsDistillError, TrainingDiverged
 from ..io import atomic_write_json, atomic_write_text
 from ..models import LogitsOnly, ModelAdapter, build_model, count_parameters
+from ..models.input_bands import rgb_positions
+from ..models.named_weights import is_named_weights
 from ..reports.per_class import write_per_class
 from ..engine.threads import CpuShare
 from ..runs.claim import (
@@ -187,8 +191,10 @@ def _run(cfg: RunConfig | None, out: Path, resume: bool, data_root: str | Path |
     elif teacher is not None and teacher.split is not None and not cfg.data.split_file:
         split, split_source = teacher.split, f"the split.json of teacher {cfg.teacher.checkpoint}"
 
+    bands = run_bands(cfg, index, teacher)
     data = DataModule(cfg.data, cfg.seed, needs=method_cls.needs, split=split, split_source=split_source,
-                      progress=cfg.train.progress and proc.is_main, device=str(device), index=index)
+                      progress=cfg.train.progress and proc.is_main, device=str(device), index=index,
+                      bands=bands.decoded)
     if teacher is not None:
         check_teacher_split(teacher, cfg, data)
     # Defaults that depend on the run (warm-up, per-pair weights) are filled in before the method
@@ -198,8 +204,18 @@ def _run(cfg: RunConfig | None, out: Path, resume: bool, data_root: str | Path |
     cfg = cfg.model_copy(update={"method": method_cls.resolve_config(cfg.method, ctx)})
 
     seed_everything(cfg.seed)
-    student = build_model(cfg.model.name, data.info.num_classes, cfg.model.weights)
-    student.set_normalization(data.mean, data.std)
+    student_bands = bands.decoded if bands.student is None else tuple(bands.decoded[i] for i in bands.student)
+    student = build_model(cfg.model.name, data.info.num_classes, cfg.model.weights,
+                          channels=len(student_bands) if student_bands is not None else 3,
+                          rgb=rgb_positions(student_bands, cfg.data.rgb_bands))
+    student.bands = list(student_bands) if student_bands is not None else None
+    # The student's statistics: those of its own bands, or the pretrained weights' own where they have them.
+    own = bands.student or range(data.channels)
+    stats = [student.weights_statistics.get(c, (data.mean[i], data.std[i])) for c, i in enumerate(own)]
+    student.set_normalization([m for m, _ in stats], [sd for _, sd in stats])
+    student.set_read_channels(bands.student)
+    if teacher is not None:
+        teacher.model.set_read_channels(bands.teacher)
     distiller = method_cls(student, teacher.model if teacher else None, cfg.method, data.info)
     # Everything that can reject the input has run: only now is anything written (config.yaml
     # first: it marks the folder as a started run), by process 0 once every process got here.
@@ -287,6 +303,28 @@ def _absolute(path: str | Path) -> str:
     return os.path.abspath(os.path.expanduser(str(path)))
 
 
+def run_bands(cfg: RunConfig, index: Any, teacher: LoadedTeacher | None) -> BandPlan:
+    """The bands a run decodes and which of them the student and the teacher read: a teacher
+    trained on other bands (a 13-band teacher, an RGB student) reads its own from the same images."""
+    student = resolve_bands(cfg.data.bands, index)
+    if teacher is None:
+        return BandPlan(student, None, None)
+    theirs = tuple(teacher.model.bands) if teacher.model.bands is not None else None
+    if theirs is None and teacher.model.in_channels != 3:
+        raise CheckpointError(f"teacher '{teacher.record['file']}' reads {teacher.model.in_channels} bands "
+                              "but its checkpoint does not say which")
+    image_bands = None
+    if index.store is None and index.paths and (student is not None or theirs is not None):
+        image_bands = band_count(index.root / index.paths[0])
+        if theirs is not None and max(theirs) >= image_bands:
+            raise DataError(f"the teacher reads bands {list(theirs)}, but the images have {image_bands} bands "
+                            f"(e.g. '{index.paths[0]}')")
+    elif theirs is not None and index.store is not None:
+        raise DataError(f"the teacher reads bands {list(theirs)}; this dataset's images are RGB")
+    rgb = tuple(cfg.data.rgb_bands) if cfg.data.rgb_bands is not None else None
+    return plan_bands(student, theirs, image_bands, rgb)
+
+
 def uses_teacher_cache(cfg: RunConfig, method_cls: type) -> bool:
     """A bank of views, the cache not switched off, and a method that uses only the teacher's
     logits (the others need its features and run it live) on the bank's views only (a second,
@@ -307,11 +345,15 @@ def load_teacher(cfg: RunConfig, classes: list[str] | None = None) -> LoadedTeac
     if not cfg.teacher.checkpoint:
         raise ConfigError(f"method '{cfg.method.name}' needs a teacher: give --teacher RUN_OR_CKPT")
     weights_file = Path(cfg.teacher.checkpoint)
-    if (cfg.teacher.model and classes is not None and weights_file.is_file()
-            and not is_rsdistill_checkpoint(weights_file)):
+    named = is_named_weights(cfg.teacher.checkpoint)
+    if named and not (cfg.teacher.model and classes is not None):
+        raise ConfigError(f"--teacher {cfg.teacher.checkpoint}: name the architecture with --set teacher.model=NAME")
+    if (cfg.teacher.model and classes is not None and (named or weights_file.is_file())
+            and (named or not is_rsdistill_checkpoint(weights_file))):
         from ..models.pretrained import teacher_from_weights
 
-        model = teacher_from_weights(weights_file, cfg.teacher.model, len(classes))
+        model = teacher_from_weights(cfg.teacher.checkpoint if named else weights_file, cfg.teacher.model,
+                                     len(classes))
         record = {"arch": cfg.teacher.model, "num_classes": len(classes), "class_names": list(classes),
                   "image_size": None, "file": str(weights_file)}
         log.info("teacher: %s from the weights file '%s' (its classes taken to be the data's, in order)",
@@ -402,7 +444,9 @@ def _score(model, record: dict[str, Any], data_cfg, run_dir: Path | None, stored
     split, part, images_from = eval_split(index, part, split_file, run_dir, record["file"], stored)
     if part not in ("train", "val", "test") or (part == "val" and not split.val):
         raise ConfigError(f"eval: split part '{part}' is not available (train, test{', val' if split.val else ''})")
-    data = DataModule(data_cfg, 0, split=split, index=index, parts=(part,))
+    # The bands the model reads (a checkpoint of an earlier version: the run's data.bands).
+    bands = tuple(record["bands"]) if record.get("bands") is not None else None if "bands" in record else "data.bands"
+    data = DataModule(data_cfg, 0, split=split, index=index, parts=(part,), bands=bands)
     log.info("evaluating on %d images: %s", len(getattr(data.split, part)), images_from)
     model.to(dev)
     t0 = time.perf_counter()

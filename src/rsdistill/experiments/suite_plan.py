@@ -185,6 +185,8 @@ def plan(suite: SuiteFile, folder: SuiteFolder) -> list[Cell]:
             ratios = split_ratios(split)
             if ratios is not None:  # else the dataset's published split
                 data["train_ratio"], data["val_ratio"] = ratios
+                if str(ds.preset).startswith("torchgeo:"):
+                    data["published_split"] = False
 
             def build(cid: str, files: list[dict], method: str, sets: list[dict], structural: dict,
                       method_files: list[dict] = ()) -> dict:

@@ -30,25 +30,47 @@ class ModelAdapter(nn.Module):
         arch: str,
         net: nn.Module,
         num_classes: int,
-        mean: Sequence[float] = (0.5, 0.5, 0.5),
-        std: Sequence[float] = (0.25, 0.25, 0.25),
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        channels: int = 3,
     ):
         super().__init__()
         self.arch = arch
         self.num_classes = num_classes
         self.net = net
-        self.register_buffer("input_mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
-        self.register_buffer("input_std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        mean = [0.5] * channels if mean is None else mean
+        std = [0.25] * channels if std is None else std
+        self.register_buffer("input_mean", torch.tensor(mean, dtype=torch.float32).view(1, channels, 1, 1))
+        self.register_buffer("input_std", torch.tensor(std, dtype=torch.float32).view(1, channels, 1, 1))
+        # Which channels of a batch the model reads, when the batch holds more bands than the model
+        # (a distillation run decoding both models' bands, data/bands.py); not part of the
+        # checkpoint: a stored or exported model takes its own bands.
+        self.register_buffer("read_channels", None, persistent=False)
+        # The image bands the model reads (data.bands resolved; None: R, G, B), for its record.
+        self.bands: list[int] | None = None
+        # Pretrained weights' own normalisation (channel -> (mean, std)), which the run keeps
+        # instead of the training split's statistics for those channels.
+        self.weights_statistics: dict[int, tuple[float, float]] = {}
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.input_mean.shape[1])
 
     def set_normalization(self, mean: Sequence[float], std: Sequence[float]) -> None:
-        self.input_mean.copy_(torch.tensor(mean).view(1, 3, 1, 1))
-        self.input_std.copy_(torch.tensor(std).view(1, 3, 1, 1))
+        self.input_mean.copy_(torch.tensor(mean).view(1, -1, 1, 1))
+        self.input_std.copy_(torch.tensor(std).view(1, -1, 1, 1))
+
+    def set_read_channels(self, channels: Sequence[int] | None) -> None:
+        device = self.input_mean.device
+        self.read_channels = None if channels is None else torch.tensor(list(channels), dtype=torch.long, device=device)
 
     def normalize(self, x: Tensor) -> Tensor:
+        if self.read_channels is not None:
+            x = x.index_select(1, self.read_channels)
         return (x - self.input_mean.to(x.dtype)) / self.input_std.to(x.dtype)
 
     def forward(self, x: Tensor) -> Output:
-        """``x``: images in [0, 1], N x 3 x H x W, any H and W."""
+        """``x``: images in [0, 1], N x C x H x W (C: the model's bands), any H and W."""
         x = self.normalize(x)
         net = self.net
         if hasattr(net, "forward_features"):

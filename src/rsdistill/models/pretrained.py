@@ -15,15 +15,24 @@ from ..errors import CheckpointError
 from .adapter import ModelAdapter
 from .registry import build_model
 from .timm_models import IMAGENET_MEAN, IMAGENET_STD, TimmNet
+from .named_weights import is_named_weights, resolve
 from .weights_file import read_state_dict
 
 
 def teacher_from_weights(path: str | Path, arch: str, num_classes: int) -> ModelAdapter:
-    path = Path(path)
+    """``path``: a weights file, or weights by name (``imagenet``, ``torchgeo:...``)."""
     model = build_model(arch, num_classes)
     net = model.net
     target = net.model if isinstance(net, TimmNet) else net
-    state = read_state_dict(path, option="teacher.checkpoint")
+    if is_named_weights(str(path)):
+        named = resolve(str(path), arch, 1000, option="teacher.checkpoint")
+        if named.mean is None:  # torchgeo's weights are backbones: no classifier to teach with
+            raise CheckpointError(f"teacher {path}: these weights have no classifier for the data's classes; "
+                                  f"fine-tune a teacher first (rsdistill train --set model.weights={path})")
+        state = {k.removeprefix("model."): v for k, v in named.state.items()} if isinstance(net, TimmNet) else named.state
+    else:
+        path = Path(path)
+        state = read_state_dict(path, option="teacher.checkpoint")
     own = target.state_dict()
     wrong = sorted(set(state) ^ set(own)) or sorted(k for k in state if state[k].shape != own[k].shape)
     if wrong:

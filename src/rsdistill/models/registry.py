@@ -1,8 +1,10 @@
-"""Model names -> builders. Random initialisation; a local weights file may be given (no downloads)."""
+"""Model names -> builders. Random initialisation, a local weights file, or weights by name
+(``imagenet``, ``torchgeo:...``: read from the libraries' caches, see ``named_weights``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +15,11 @@ from torch import nn
 from ..errors import CheckpointError, ConfigError, load_failure
 from . import cifar_resnet, wrn
 from .adapter import ModelAdapter
+from .input_bands import adapt_state_dict, set_input_channels
+from .named_weights import is_named_weights
 from .timm_models import build_timm, is_timm_name, load_timm_weights
+
+log = logging.getLogger("rsdistill")
 
 
 @dataclass(frozen=True)
@@ -62,37 +68,69 @@ def model_names() -> list[str]:
     return list(MODELS)
 
 
-def build_model(name: str, num_classes: int, weights: str | Path | None = None) -> ModelAdapter:
+def build_model(name: str, num_classes: int, weights: str | Path | None = None, channels: int = 3,
+                rgb: Sequence[int | None] = (0, 1, 2)) -> ModelAdapter:
+    """The model ``name`` for ``num_classes`` classes and ``channels`` input bands, from
+    ``weights`` (a local file, or ``imagenet`` / ``torchgeo:...``, see ``named_weights``) or freshly
+    initialised. ``rgb``: the channels holding R, G, B, whose first-convolution filters keep RGB
+    weights (the others are adapted, see ``input_bands``). Named weights that carry their own
+    normalisation leave it in ``adapter.weights_statistics`` (channel -> (mean, std))."""
+    named = resolve_named(str(weights), name, num_classes, channels) if is_named_weights(str(weights)) else None
+    state, source = (named.state, named.source) if named else (None, str(weights))
     if is_timm_name(name):
-        net = build_timm(name, num_classes)
+        net = build_timm(name, num_classes, channels)
         if weights is not None:
-            load_timm_weights(net, Path(weights))
-        return ModelAdapter(name, net, num_classes)
-    if name not in MODELS:
-        raise ConfigError(f"model.name: unknown model '{name}' (known: {', '.join(MODELS)}, timm:NAME)")
-    net = MODELS[name].build(num_classes)
-    if weights is not None:
-        load_backbone_weights(net, Path(weights))
-    return ModelAdapter(name, net, num_classes)
+            load_timm_weights(net, Path(weights) if state is None else state, rgb=rgb, source=source)
+        model = ModelAdapter(name, net, num_classes, channels=channels)
+    else:
+        if name not in MODELS:
+            raise ConfigError(f"model.name: unknown model '{name}' (known: {', '.join(MODELS)}, timm:NAME)")
+        net = MODELS[name].build(num_classes)
+        set_input_channels(net, channels)
+        if weights is not None:
+            load_backbone_weights(net, Path(weights) if state is None else state, rgb, source)
+        model = ModelAdapter(name, net, num_classes, channels=channels)
+    if named is not None and named.mean is not None:
+        model.weights_statistics = {pos: (named.mean[j], named.std[j]) for j, pos in enumerate(rgb)
+                                    if pos is not None and pos < channels}
+    return model
 
 
-def load_backbone_weights(net: nn.Module, path: Path) -> None:
-    """Load a plain state dict (e.g. torchvision ImageNet weights saved locally) into ``net``.
+def resolve_named(weights: str, name: str, num_classes: int, channels: int):
+    from .named_weights import resolve
 
-    The classifier is kept from ``net`` when its shape differs (a new class count); any other
+    named = resolve(weights, name, num_classes)
+    if named.channels not in (3, channels):
+        raise ConfigError(f"model.weights={weights}: these weights read {named.channels} bands, the model "
+                          f"{channels} (choose data.bands to match them)")
+    log.info("model.weights=%s: %s", weights, named.source)
+    return named
+
+
+def load_backbone_weights(net: nn.Module, path: Path | dict, rgb: Sequence[int | None] = (0, 1, 2),
+                          source: str | None = None) -> None:
+    """Load a plain state dict (e.g. torchvision ImageNet weights saved locally, or one already
+    read) into ``net``.
+
+    The classifier is kept from ``net`` when its shape differs (a new class count); RGB weights of
+    the first convolution are adapted to a model of other bands (``input_bands``); any other
     mismatch is an error naming the file.
     """
-    if not path.is_file():
-        raise CheckpointError(f"model.weights: file '{path}' does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
-        raise CheckpointError(f"model.weights: cannot read '{path}': {load_failure(e)}") from None
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        inner = state["model"]
-        state = inner.get("state_dict", inner)
-        state = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")} or state
+    if isinstance(path, dict):
+        state = path
+    else:
+        if not path.is_file():
+            raise CheckpointError(f"model.weights: file '{path}' does not exist")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
+            raise CheckpointError(f"model.weights: cannot read '{path}': {load_failure(e)}") from None
+        if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+            inner = state["model"]
+            state = inner.get("state_dict", inner)
+            state = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")} or state
     own = net.state_dict()
+    state = adapt_state_dict(state, own, rgb)
     kept = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     dropped = [k for k in state if k not in kept]
     classifier_keys = {"fc.weight", "fc.bias", "classifier.1.weight", "classifier.1.bias"}
@@ -100,7 +138,7 @@ def load_backbone_weights(net: nn.Module, path: Path) -> None:
         k for k in own if k not in kept and k not in classifier_keys
     ]:
         bad = sorted(set(dropped) ^ set(k for k in own if k not in kept))[:3]
-        raise CheckpointError(f"model.weights: '{path}' does not fit this architecture (e.g. keys {bad})")
+        raise CheckpointError(f"model.weights: '{source or path}' does not fit this architecture (e.g. keys {bad})")
     net.load_state_dict(kept, strict=False)
 
 

@@ -62,7 +62,7 @@ def timm_name_problem(name: str) -> str | None:
     return None
 
 
-def build_timm(name: str, num_classes: int) -> TimmNet:
+def build_timm(name: str, num_classes: int, channels: int = 3) -> TimmNet:
     problem = timm_name_problem(name)
     if problem:
         raise ConfigError(f"model.name: {problem}")
@@ -72,9 +72,10 @@ def build_timm(name: str, num_classes: int) -> TimmNet:
     try:
         # Transformers take any input size this way (position embeddings interpolated), as every
         # other model of the registry does; CNNs do not know the argument.
-        model = timm.create_model(base, pretrained=False, num_classes=num_classes, dynamic_img_size=True)
+        model = timm.create_model(base, pretrained=False, num_classes=num_classes, in_chans=channels,
+                                  dynamic_img_size=True)
     except TypeError:
-        model = timm.create_model(base, pretrained=False, num_classes=num_classes)
+        model = timm.create_model(base, pretrained=False, num_classes=num_classes, in_chans=channels)
     return TimmNet(name, model)
 
 
@@ -189,15 +190,18 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def load_timm_weights(net: TimmNet, path: Path, keep_classifier: bool = True) -> None:
+def load_timm_weights(net: TimmNet, path: Path | dict, keep_classifier: bool = True, rgb=(0, 1, 2),
+                      source: str | None = None) -> None:
     """Load a local timm checkpoint into ``net.model``. With ``keep_classifier`` a classifier of
-    another shape (another class count) is left as initialised; any other mismatch is an error
-    naming the file."""
+    another shape (another class count) is left as initialised; RGB weights of the first
+    convolution are adapted to a model of other bands (``input_bands``); any other mismatch is an
+    error naming the file."""
+    from .input_bands import adapt_state_dict
     from .weights_file import read_state_dict
 
-    state = read_state_dict(path)
     model = net.model
     own = model.state_dict()
+    state = adapt_state_dict(path if isinstance(path, dict) else read_state_dict(path), own, rgb)
     prefix = net.classifier_prefix()
 
     def is_classifier(key: str) -> bool:
@@ -207,5 +211,5 @@ def load_timm_weights(net: TimmNet, path: Path, keep_classifier: bool = True) ->
     bad = sorted(k for k in set(state) ^ set(own) | {k for k in state if k in own and k not in fits}
                  if not (keep_classifier and is_classifier(k)))
     if bad:
-        raise CheckpointError(f"model.weights: '{path}' does not fit {net.name} (e.g. keys {bad[:3]})")
+        raise CheckpointError(f"model.weights: '{source or path}' does not fit {net.name} (e.g. keys {bad[:3]})")
     model.load_state_dict(fits, strict=False)

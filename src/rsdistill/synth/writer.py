@@ -26,6 +26,7 @@ GENERATOR_ID = "rsdistill.data.synth"
 
 MIN_SIZE, MAX_SIZE = 16, 1024
 MIN_CLASSES = 2
+MAX_BANDS = 64
 
 HAZE = (0.68, 0.72, 0.78)  # colour atmospheric haze blends towards
 _YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
@@ -110,9 +111,16 @@ def _check_size(size) -> int:
     return _check_int("size", size, MIN_SIZE, MAX_SIZE)
 
 
-def _manifest(names: list[str], per_class: int, size: int, seed: int) -> dict:
-    return {"generator": GENERATOR_ID, "version": GENERATOR_VERSION, "classes": len(names),
-            "per_class": per_class, "size": size, "seed": seed, "class_names": names}
+def _manifest(names: list[str], per_class: int, size: int, seed: int, bands: int = 3) -> dict:
+    manifest = {"generator": GENERATOR_ID, "version": GENERATOR_VERSION, "classes": len(names),
+                "per_class": per_class, "size": size, "seed": seed, "class_names": names}
+    if bands != 3:  # RGB folders keep the manifest they always had
+        manifest |= {"bands": bands, "band_names": ["R", "G", "B"] + [f"X{k}" for k in range(3, bands)]}
+    return manifest
+
+
+def _suffix(manifest: dict) -> str:
+    return ".tif" if manifest.get("bands", 3) != 3 else ".png"
 
 
 def _reusable(out: Path, manifest: dict) -> bool:
@@ -132,15 +140,27 @@ def _reusable(out: Path, manifest: dict) -> bool:
                         f"parameters (delete it or choose another OUT)")
     for name in manifest["class_names"]:
         d = out / name
-        if not d.is_dir() or len(list(d.glob(f"{name}_*.png"))) != manifest["per_class"]:
+        if not d.is_dir() or len(list(d.glob(f"{name}_*{_suffix(manifest)}"))) != manifest["per_class"]:
             raise DataError(f"synth: output folder '{out}' is incomplete ('{d}' lacks images); delete it and "
                             f"run again")
     return True
 
 
+def _write_multispectral(path: Path, rgb: np.ndarray, class_index: int, bands: int,
+                         rng: np.random.Generator) -> None:
+    import tifffile
+
+    from .multispectral import multispectral_image
+
+    tifffile.imwrite(path, multispectral_image(rgb, class_index, bands, rng), photometric="minisblack",
+                     planarconfig="separate")
+
+
 def generate_dataset(out: str | os.PathLike, classes: int = 12, per_class: int = 100, size: int = 64,
-                     seed: int = 0, progress: bool = False) -> list[str]:
-    """Write ``classes`` x ``per_class`` synthetic scenes to ``out/<class>/<class>_<i:04d>.png``.
+                     seed: int = 0, progress: bool = False, bands: int = 3) -> list[str]:
+    """Write ``classes`` x ``per_class`` synthetic scenes to ``out/<class>/<class>_<i:04d>.png``
+    (``bands`` > 3: N-band 16-bit ``.tif`` scenes, R, G, B then bands that carry class information,
+    see :mod:`.multispectral`; their R, G, B are the PNG scenes' pixels).
 
     Returns the class names. The folder appears complete or not at all; an existing folder made with
     the same parameters is reused as is, any other existing (non-empty) folder is an error.
@@ -149,9 +169,10 @@ def generate_dataset(out: str | os.PathLike, classes: int = 12, per_class: int =
     per_class = _check_int("per_class", per_class, 1)
     size = _check_size(size)
     seed = _check_int("seed", seed, 0)
+    bands = _check_int("bands", bands, 3, MAX_BANDS)
     out = Path(out)
     names = list(SCENE_CLASSES[:classes])
-    manifest = _manifest(names, per_class, size, seed)
+    manifest = _manifest(names, per_class, size, seed, bands)
 
     if _reusable(out, manifest):
         return names
@@ -171,7 +192,11 @@ def generate_dataset(out: str | os.PathLike, classes: int = 12, per_class: int =
                 for i in range(per_class):
                     rng = np.random.default_rng(np.random.SeedSequence([seed, ci, i]))
                     arr = render_scene(name, size, rng)
-                    Image.fromarray(arr).save(tmp / name / f"{name}_{i:04d}.png", format="PNG")
+                    if bands == 3:
+                        Image.fromarray(arr).save(tmp / name / f"{name}_{i:04d}.png", format="PNG")
+                    else:
+                        _write_multispectral(tmp / name / f"{name}_{i:04d}.tif", arr, ci, bands,
+                                             np.random.default_rng(np.random.SeedSequence([seed, ci, i, 1])))
                     bar.update(1)
         (tmp / "synth.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         if out.is_dir():  # an empty existing folder: replace it
