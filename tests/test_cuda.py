@@ -159,10 +159,13 @@ def train_on_device(capsys, scenes, device, out, *settings: str) -> list[dict[st
     return train_lines(out)
 
 
-def assert_same_training(a: list[dict[str, float]], b: list[dict[str, float]], rel: float) -> None:
+def assert_same_training(a: list[dict[str, float]], b: list[dict[str, float]]) -> None:
+    """The same training up to the kernels' rounding: the training losses within 0.1 %, the test
+    losses within 1 % (evaluated with BatchNorm's running statistics of a few steps, which magnify
+    the rounding: layouts differed by 0.2 % on the CPU)."""
     assert [x["epoch"] for x in a] == [x["epoch"] for x in b] == [1, 2]
     for x, y in zip(a, b):
-        for key in ("train/loss", "test/loss"):
+        for key, rel in (("train/loss", 1e-3), ("test/loss", 1e-2)):
             assert math.isfinite(y[key])
             assert y[key] == pytest.approx(x[key], rel=rel), key
 
@@ -177,7 +180,7 @@ def test_train_compile_on_cuda_trains_as_the_eager_run_with_plain_checkpoint_key
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
     lines = train_on_device(capsys, scenes, device, tmp_path / "compiled", "train.compile=true")
-    assert_same_training(train_lines(eager_run), lines, rel=1e-3)
+    assert_same_training(train_lines(eager_run), lines)
     compiled_graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
     assert compiled_graphs > 0 if device.type == "cuda" else compiled_graphs == 0  # ignored on the CPU
     keys = read_checkpoint(tmp_path / "compiled" / "checkpoints" / "last.pt")["model"]["state_dict"].keys()
@@ -188,7 +191,7 @@ def test_train_compile_on_cuda_trains_as_the_eager_run_with_plain_checkpoint_key
 
 def test_channels_last_on_cuda_trains_as_the_default_layout(capsys, scenes, device, eager_run, tmp_path):
     lines = train_on_device(capsys, scenes, device, tmp_path / "cl", "train.channels_last=true")
-    assert_same_training(train_lines(eager_run), lines, rel=1e-3)
+    assert_same_training(train_lines(eager_run), lines)
     # the layout itself: a convolution's weights and output in channels-last on the device
     model, _ = load_model(tmp_path / "cl")
     model = model.to(device, memory_format=torch.channels_last).eval()
