@@ -285,10 +285,12 @@ class Check:
 
     # ------------------------------------------------------------------ bookkeeping
     def seconds_for(self, step: str) -> float:
-        """What is left before the deadline, less the time planned for the steps after this one."""
+        """This step's share of what is left before the deadline, in the proportion of the steps'
+        planned times: a step that ended early leaves its time to the next ones, and one that ran
+        late takes it from all of them alike."""
         names = list(self.plan.budgets)
-        later = sum(self.plan.budgets[n] for n in names[names.index(step) + 1:])
-        return self.deadline - time.time() - later
+        planned = [self.plan.budgets[n] for n in names[names.index(step):]]
+        return (self.deadline - time.time()) * planned[0] / sum(planned)
 
     def save(self) -> None:
         self.results.mkdir(parents=True, exist_ok=True)
@@ -528,7 +530,7 @@ def report(rec: dict[str, Any]) -> str:
         lines += ["", "## Failed CUDA tests", ""]
         lines += [f"- `{f['test']}`: {f.get('failure') or f.get('error')}" for f in tests["failures"]]
     proto = steps.get("protocol")
-    if proto:
+    if proto and proto.get("runs"):
         lines += ["", "## Real-data protocol", "", proto.get("recipe", ""), ""]
         pack_rec = proto.get("pack") or {}
         if pack_rec:

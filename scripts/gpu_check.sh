@@ -8,7 +8,7 @@
 # Two steps:
 #   1. Here (a CPU machine with the package registry and ../shared/data/aid150):
 #        scripts/gpu_check.sh --prepare
-#      fills the git-ignored folder .gpu-carry/ (about 36 MiB) with what travels: the wheels the
+#      fills the git-ignored folder .gpu-carry/ (about 34 MiB) with what travels: the wheels the
 #      GPU image lacks (pydantic and what it needs, for Python 3.12; torchdistill for the
 #      benchmark's peer) and the AID pack (160 images per class, 128 px JPEG).
 #   2. On the GPU machine (the device tool: run with carry [".gpu-carry"] and timeout_s 590):

@@ -72,16 +72,19 @@ def test_a_step_over_its_time_is_stopped_with_its_children_and_marked(tmp_path):
     assert done["returncode"] == 0 and not done["timed_out"] and "ok" in (tmp_path / "ok.log").read_text()
 
 
-def test_a_step_that_ends_early_leaves_its_time_to_the_next_ones(tmp_path, monkeypatch):
+def test_a_step_that_ends_early_or_late_shares_the_difference_with_the_next_ones(tmp_path, monkeypatch):
     args = argparse.Namespace(
         dry_run=True, results=tmp_path / "r", work=tmp_path / "w", deadline=1000.0, command="x", copy_to=None,
         site=None, data=tmp_path)
     check = gpu_check.Check(args)
-    budgets = list(check.plan.budgets.values())
-    monkeypatch.setattr(gpu_check.time, "time", lambda: 100.0)
-    # the first step may use all the time but what the later ones are planned to take
-    assert check.seconds_for("cuda_tests") == 900 - sum(budgets[1:])
-    assert check.seconds_for("benchmark") == 900  # the last takes whatever is left
+    tests, protocol, bench = check.plan.budgets.values()
+    now = 1000.0 - (tests + protocol + bench)  # as planned
+    monkeypatch.setattr(gpu_check.time, "time", lambda: now)
+    assert check.seconds_for("cuda_tests") == pytest.approx(tests)
+    now += tests / 2  # the tests ended early: the next steps share their time
+    assert check.seconds_for("protocol") == pytest.approx(protocol * (1 + tests / 2 / (protocol + bench)))
+    now = 1000.0 - bench / 2  # late: the last step takes whatever is left
+    assert check.seconds_for("benchmark") == pytest.approx(bench / 2)
 
 
 def test_the_report_lists_the_failed_tests_from_pytests_junit_xml(tmp_path):
