@@ -23,7 +23,7 @@
 #
 # Environment: PYTHON (default .venv/bin/python where it exists, else python3), AID_SOURCE (the
 # pack's source, default ../shared/data/aid150), GPU_CHECK_SECONDS (the steps' deadline from the
-# script's start, default 570).
+# script's start, default 560).
 set -uo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 CARRY=$REPO/.gpu-carry
@@ -118,7 +118,7 @@ check)
   export CUBLAS_WORKSPACE_CONFIG=${CUBLAS_WORKSPACE_CONFIG:-:4096:8}
   [ -d "$CARRY/aid" ] || echo "warning: no AID pack in .gpu-carry/aid: the protocol cannot run"
   "$PYTHON" "$REPO/scripts/gpu_check.py" run --results "$RESULTS" --work "$WORK" --data "$CARRY/aid" \
-    --deadline $((START + ${GPU_CHECK_SECONDS:-570})) --site "$SITE" ${OUT:+--copy-to "$OUT"} --command "$COMMAND"
+    --deadline $((START + ${GPU_CHECK_SECONDS:-560})) --site "$SITE" ${OUT:+--copy-to "$OUT"} --command "$COMMAND"
   status=$?
   echo "GPU check: exit $status in $(( $(date +%s) - START )) s; results in $RESULTS"
   exit $status
