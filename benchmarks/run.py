@@ -4,6 +4,11 @@
     python benchmarks/run.py --quick    # under 3 minutes on 2 cores: benchmarks/results.md
     python benchmarks/run.py            # larger sizes and more steps: benchmarks/results-full.md
     python benchmarks/run.py --device cuda   # the training sections on a GPU
+    python benchmarks/run.py --smoke --out X.md --summary X.json   # every path in seconds, no numbers
+
+``--sections`` runs some of the sections below (named pipeline, cache, overhead, overhead224, speed,
+methods); ``--out`` and ``--summary`` write the tables and the summary elsewhere. Both are written
+after every section, so a run stopped part-way keeps what it measured (``sections_done``).
 
 1. Input pipeline: one training epoch of batches decoded on every access (``data.cache=off``)
    against the decoded cache (``data.cache=memory``), from 150 px PNG scenes to the training size
@@ -140,13 +145,14 @@ def method_step_cost(name: str, size: int, batch: int, steps: int, classes: int,
     return {"seconds": statistics.median(ts), "peak_rss_mib": round(peak_rss_mb()), "peak_cuda_mib": cuda}
 
 
-def bench_methods(size: int, batch: int, steps: int, classes: int = 30,
-                  device: torch.device = CPU) -> tuple[Table, dict[str, float]]:
-    """Every registered method's step against KD and the student alone, each in a fresh process."""
+def bench_methods(size: int, batch: int, steps: int, classes: int = 30, device: torch.device = CPU,
+                  names: tuple[str, ...] | None = None) -> tuple[Table, dict[str, float]]:
+    """Every registered method's step (or those of ``names``) against KD and the student alone,
+    each in a fresh process."""
     costs = {}
     spawn = multiprocessing.get_context("spawn")  # a clean process: no memory of earlier methods
     with ProcessPoolExecutor(max_workers=1, mp_context=spawn, max_tasks_per_child=1) as pool:
-        for name in ["ce", *registry.names()]:
+        for name in ["ce", *(names or registry.names())]:
             costs[name] = pool.submit(method_step_cost, name, size, batch, steps, classes, str(device),
                                       torch.get_num_threads()).result()
             print(f"  {name:10s} {1000 * costs[name]['seconds']:8.1f} ms/step, peak RSS "
@@ -459,83 +465,130 @@ def device_name(device: torch.device) -> str:
     return f"the CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+SECTIONS = ("pipeline", "cache", "overhead", "overhead224", "speed", "methods")
+# The sizes of each mode: the AID-like set's image size and images per class, the pipeline set's
+# images per class, the rounds and epochs timed, the speed options' image size, and the method
+# steps' image size, batch and steps.
+MODES = {
+    "full": {"size": 64, "per_class": 40, "pipeline_per_class": 150, "repeats": 3, "epochs": 2, "overhead_rounds": 6,
+             "speed_size": 64, "method_size": 64, "method_batch": 64, "method_steps": 8},
+    "quick": {"size": 64, "per_class": 8, "pipeline_per_class": 40, "repeats": 2, "epochs": 1, "overhead_rounds": 3,
+              "speed_size": 32, "method_size": 32, "method_batch": 16, "method_steps": 3},
+    # every code path at the smallest sizes, for the GPU check's dry run (scripts/gpu_check.sh):
+    # its numbers mean nothing
+    "smoke": {"size": 16, "per_class": 2, "pipeline_per_class": 6, "repeats": 1, "epochs": 1, "overhead_rounds": 1,
+              "speed_size": 16, "method_size": 16, "method_batch": 4, "method_steps": 1},
+}
+SMOKE_METHODS = ("kd", "isdm")  # the smoke run's method section: the two its summary needs
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", type=Path)
+    mode_arg = ap.add_mutually_exclusive_group()
+    mode_arg.add_argument("--quick", action="store_true")
+    mode_arg.add_argument("--smoke", action="store_true",
+                          help="every section at the smallest sizes, in seconds (checks the code, measures nothing)")
+    ap.add_argument("--out", type=Path, help="the Markdown tables (default benchmarks/results.md, -full.md)")
+    ap.add_argument("--summary", type=Path, help="the summary's JSON (default benchmarks/results/summary.json)")
+    ap.add_argument("--sections", nargs="+", choices=SECTIONS,
+                    help="the sections to run (default: all; overhead224 in the full mode only)")
     ap.add_argument("--device", default="cpu", help="where sections 2 to 5 train: cpu, cuda, cuda:N")
     ap.add_argument("--peer-deps", type=Path, default=peer.DEPS_DIR,
                     help="folder holding torchdistill (make bench installs it there with --no-deps)")
     args = ap.parse_args()
-    quick = args.quick
+    kind = "smoke" if args.smoke else "quick" if args.quick else "full"
+    size = MODES[kind]
+    sections = set(args.sections or [s for s in SECTIONS if s != "overhead224" or kind == "full"])
     device = resolve_device(args.device)
     configure_determinism(False, device)  # cudnn's autotuner on CUDA, as a run has it
-    out = args.out or Path(__file__).parent / ("results.md" if quick else "results-full.md")
+    if kind == "smoke" and not (args.out and args.summary):
+        ap.error("--smoke needs --out and --summary: its numbers must not replace the results")
+    out = args.out or Path(__file__).parent / ("results-full.md" if kind == "full" else "results.md")
+    summary_file = args.summary or Path(__file__).parent / "results" / "summary.json"
+    command = " ".join(["python benchmarks/run.py", *sys.argv[1:]])
+    summary: dict = {
+        "kind": kind,
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
+        "device": device_name(device),
+        "command": command,
+        "sections": [s for s in SECTIONS if s in sections],
+    }
+    tables: list[Table] = []
+
+    def save(finished: str | None = None) -> None:
+        """Written after every section: a run stopped part-way keeps what it measured."""
+        summary["sections_done"] = [*summary.get("sections_done", []), *([finished] if finished else [])]
+        header = (f"# Benchmarks ({kind})\n\n"
+                  f"`{command}` on {platform.machine()}, {torch.get_num_threads()} torch threads, "
+                  f"torch {torch.__version__}, {device_name(device)}, {time.strftime('%Y-%m-%d')}. "
+                  f"Ratios are measured side by side in one process.\n\n")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(header + "\n".join(t.to_markdown() for t in tables))
+        summary_file.parent.mkdir(parents=True, exist_ok=True)
+        summary_file.write_text(json.dumps(summary, indent=2) + "\n")
+
+    def section(name: str, table: Table) -> None:
+        print(table.to_markdown(), flush=True)
+        tables.append(table)
+        save(name)
+
+    save()
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "scenes"
-        generate_dataset(root, classes=6, per_class=40 if quick else 150, size=150, seed=0)
-        print("input pipeline ...", flush=True)
-        pipe = bench_pipeline(root, 64, repeats=2 if quick else 3)
-        print(pipe.to_markdown())
+        if "pipeline" in sections:
+            root = Path(tmp) / "scenes"
+            generate_dataset(root, classes=6, per_class=size["pipeline_per_class"], size=150, seed=0)
+            print("input pipeline ...", flush=True)
+            pipe = bench_pipeline(root, 64, repeats=size["repeats"])
+            summary["cache_speedup"] = round(pipe.rows[0][2] / pipe.rows[1][2], 2)
+            section("pipeline", pipe)
         aid = Path(tmp) / "aid_like"
         # AID-sized in classes; the image count is cut to keep the quick run short.
-        generate_dataset(aid, classes=23, per_class=8 if quick else 40, size=64, seed=0)
-        print("teacher-output cache ...", flush=True)
-        cache_table, cache = bench_teacher_cache(aid, 64, epochs=1 if quick else 2, device=device)
-        print(cache_table.to_markdown())
-        print("framework overhead ...", flush=True)
-        # the peer ratios are the noisiest of the figures (a few per cent from run to run): more rounds
-        overhead_table, overhead = bench_overhead(aid, 64, epochs=3 if quick else 6, device=device,
-                                                  peer_dir=args.peer_deps)
-        print(overhead_table.to_markdown())
-        tables_224, overhead_224 = [], None
-        if not quick:  # ImageNet's size: about 12 times the work per image, so fewer images and rounds
+        generate_dataset(aid, classes=23, per_class=size["per_class"], size=size["size"], seed=0)
+        if "cache" in sections:
+            print("teacher-output cache ...", flush=True)
+            cache_table, cache = bench_teacher_cache(aid, size["size"], epochs=size["epochs"], device=device)
+            summary.update({"teacher_cache_speedup": round(cache["live_s"] / cache["cached_s"], 2),
+                            "kd_cached_over_alone": round(cache["cached_s"] / cache["alone_s"], 2),
+                            "kd_live_over_alone": round(cache["live_s"] / cache["alone_s"], 2)})
+            section("cache", cache_table)
+        if "overhead" in sections:
+            print("framework overhead ...", flush=True)
+            # the peer ratios are the noisiest of the figures (a few per cent from run to run): more rounds
+            overhead_table, overhead = bench_overhead(aid, size["size"], epochs=size["overhead_rounds"], device=device,
+                                                      peer_dir=args.peer_deps)
+            # at 64 px; the same figures at 224 px under "at_224px"
+            summary.update(overhead_figures(overhead))
+            summary.update({
+                "peer": overhead["peer"],
+                "peer_images_per_s": (
+                    {"rsdistill": round(overhead["images"] / overhead["ours_s"], 1),
+                     "torchdistill": round(overhead["images"] / overhead["peer_s"], 1),
+                     "rsdistill, no augmentation": round(overhead["images"] / overhead["ours_plain_s"], 1),
+                     "torchdistill, no augmentation": round(overhead["images"] / overhead["peer_plain_s"], 1)}
+                    if overhead["peer_s"] else None),
+                "peer_ratio_note": overhead["peer_note"]})
+            section("overhead", overhead_table)
+        if "overhead224" in sections:  # ImageNet's size: about 12 times the work per image, so fewer images and rounds
             print("framework overhead at 224 px ...", flush=True)
             aid224 = Path(tmp) / "aid_like_224"
             generate_dataset(aid224, classes=23, per_class=6, size=224, seed=0)
             table_224, overhead_224 = bench_overhead(aid224, 224, epochs=3, device=device, peer_dir=args.peer_deps)
-            print(table_224.to_markdown())
-            tables_224.append(table_224)
-        print("speed options ...", flush=True)
-        speed_table, speed = bench_speed_options(aid, 32 if quick else 64, epochs=1 if quick else 2, device=device)
-        print(speed_table.to_markdown())
-    print("method cost ...", flush=True)
-    methods, step = bench_methods(size=32 if quick else 64, batch=16 if quick else 64, steps=3 if quick else 8,
-                                  device=device)
-    print(methods.to_markdown())
-    pipe_speedup = pipe.rows[0][2] / pipe.rows[1][2]
-    summary = {
-        "kind": "quick" if quick else "full",
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
-        "cache_speedup": round(pipe_speedup, 2),
-        "teacher_cache_speedup": round(cache["live_s"] / cache["cached_s"], 2),
-        "kd_cached_over_alone": round(cache["cached_s"] / cache["alone_s"], 2),
-        "kd_live_over_alone": round(cache["live_s"] / cache["alone_s"], 2),
-        # at 64 px; the same figures at 224 px under "at_224px" (make bench only)
-        **overhead_figures(overhead),
-        "isdm_over_kd": round(step["isdm"] / step["kd"], 2),
-        "device": device_name(device),
-        "speed_options": speed,
-        "peer": overhead["peer"],
-        "peer_images_per_s": ({"rsdistill": round(overhead["images"] / overhead["ours_s"], 1),
-                               "torchdistill": round(overhead["images"] / overhead["peer_s"], 1),
-                               "rsdistill, no augmentation": round(overhead["images"] / overhead["ours_plain_s"], 1),
-                               "torchdistill, no augmentation": round(overhead["images"] / overhead["peer_plain_s"], 1)}
-                              if overhead["peer_s"] else None),
-        "peer_ratio_note": overhead["peer_note"],
-        "at_224px": overhead_figures(overhead_224) if overhead_224 else None,
-    }
-    header = (f"# Benchmarks ({'quick' if quick else 'full'})\n\n"
-              f"`python benchmarks/run.py{' --quick' if quick else ''}` on {platform.machine()}, "
-              f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, "
-              f"{time.strftime('%Y-%m-%d')}. Ratios are measured side by side in one process.\n\n")
-    tables = (pipe, cache_table, overhead_table, *tables_224, speed_table, methods)
-    out.write_text(header + "\n".join(t.to_markdown() for t in tables))
-    summary_file = Path(__file__).parent / "results" / "summary.json"
-    summary_file.parent.mkdir(exist_ok=True)
-    summary_file.write_text(json.dumps(summary, indent=2) + "\n")
+            summary["at_224px"] = overhead_figures(overhead_224)
+            section("overhead224", table_224)
+        if "speed" in sections:
+            print("speed options ...", flush=True)
+            speed_table, speed = bench_speed_options(aid, size["speed_size"], epochs=size["epochs"], device=device)
+            summary["speed_options"] = speed
+            section("speed", speed_table)
+    if "methods" in sections:
+        print("method cost ...", flush=True)
+        methods, step = bench_methods(size=size["method_size"], batch=size["method_batch"],
+                                      steps=size["method_steps"], device=device,
+                                      names=SMOKE_METHODS if kind == "smoke" else None)
+        summary["isdm_over_kd"] = round(step["isdm"] / step["kd"], 2)
+        section("methods", methods)
     print(json.dumps(summary, indent=2))
     print(f"written to {out} and {summary_file}")
     return 0

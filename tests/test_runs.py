@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -114,6 +115,18 @@ def test_resume_continues_an_interrupted_run_to_the_same_metrics(capsys, scenes,
     mf, mc = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("full", "cut"))
     for key in ("top1", "top5", "best_top1", "best_top5", "epochs"):
         assert mf[key] == mc[key]
+
+
+def test_without_tensorboard_a_run_logs_its_numbers_to_metrics_jsonl_and_says_so(capsys, scenes, tmp_path,
+                                                                                    monkeypatch):
+    """TensorBoard is optional (the GPU image of issue 25 may lack it): the run finishes, every
+    number is in metrics.jsonl, and a warning says what is missing."""
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # its import now fails
+    code, _, err = train(capsys, scenes, tmp_path / "run", "train.epochs=2")
+    assert code == 0, err
+    assert "TensorBoard is not installed" in err
+    assert [ln["epoch"] for ln in read_jsonl(tmp_path / "run" / "metrics.jsonl")] == [1, 2]
+    assert (tmp_path / "run" / "metrics.json").is_file() and not (tmp_path / "run" / "tb").exists()
 
 
 def test_an_existing_run_directory_is_not_overwritten(capsys, scenes, teacher_run):

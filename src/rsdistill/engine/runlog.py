@@ -33,8 +33,13 @@ class RunLog:
         self._file_handler = logging.FileHandler(RunDir(run_dir).log)
         self._file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         logging.getLogger("rsdistill").addHandler(self._file_handler)
-        from torch.utils.tensorboard import SummaryWriter
-
+        self.tb = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # an optional view of the numbers: metrics.jsonl holds them all
+            log.warning("TensorBoard is not installed: the run's numbers go to metrics.jsonl and train.log "
+                        "only (pip install tensorboard)")
+            return
         # purge_step drops events of epochs a crashed run logged after its last checkpoint.
         self.tb = SummaryWriter(str(RunDir(run_dir).tensorboard), purge_step=resume_after_epoch + 1 if resume_after_epoch else None)
 
@@ -51,6 +56,8 @@ class RunLog:
     def epoch(self, record: dict[str, Any], histograms: dict[str, Tensor] | None = None) -> None:
         with self.jsonl.open("a") as f:
             f.write(json.dumps(record) + "\n")
+        if self.tb is None:
+            return
         step = record["epoch"]
         for k, v in record.items():
             if k != "epoch" and isinstance(v, (int, float)):
@@ -61,7 +68,8 @@ class RunLog:
         self.tb.flush()
 
     def close(self) -> None:
-        self.tb.close()
+        if self.tb is not None:
+            self.tb.close()
         logging.getLogger("rsdistill").removeHandler(self._file_handler)
         self._file_handler.close()
 
