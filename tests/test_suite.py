@@ -22,6 +22,7 @@ from rsdistill.experiments.suite_plan import SuiteFolder, plan
 from rsdistill.experiments.suite_spec import load_suite
 from rsdistill.reports.tables import Table, mean_std
 
+from .browser import open_page
 from .conftest import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,7 +58,7 @@ CELLS = [f"scenes/8_2/{row}/seed{s}" for row in ("alone", "kd") for s in (0, 1)]
 
 
 def test_two_jobs_finish_with_the_results_of_one_and_the_tables_hold_the_cells_numbers(
-        capsys, scenes, teacher_run, tmp_path, monkeypatch):
+        capsys, scenes, teacher_run, tmp_path, monkeypatch, request):
     # The same threads per cell in both suites: float sums over threads are not associative.
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     # 2 epochs: the last and the best epoch can differ
@@ -115,6 +116,18 @@ def test_two_jobs_finish_with_the_results_of_one_and_the_tables_hold_the_cells_n
     page = (out / "report.html").read_text()
     assert "<table>" in page and "student alone" in page and "Settings" in page
     assert (out / "report.md").is_file()
+    # the cost columns bold their lowest value among the students, the accuracy columns their highest
+    waits = {label: float(rows[label]["data wait (%)"]) for label in ("student alone", "KD")}
+    low = min(waits, key=waits.get)
+    assert f"**{rows[low]['data wait (%)']}**" in md and f"**{rows[max(waits, key=waits.get)]['data wait (%)']}**" not in md
+
+    # the table as pictures: every seed's top-1 per method, and accuracy against cost, PNG and SVG
+    # (drawn by analysis/figures.py), embedded in the page, which opens with every image loaded
+    figs = ["figures/scenes_top1_seeds", "figures/scenes_cost"]
+    assert results["figures"] == [f"{f}.{x}" for f in figs for x in ("png", "svg")]
+    for f in results["figures"]:
+        assert (out / f).stat().st_size > 1000
+    assert "![scenes: top-1 of every seed](figures/scenes_top1_seeds.png)" in (out / "report.md").read_text()
 
     # the cost of compression: the teacher and a student run measured by the profiler at 16 px
     cost = results["profile"]["datasets"]["scenes"]
@@ -148,6 +161,11 @@ def test_two_jobs_finish_with_the_results_of_one_and_the_tables_hold_the_cells_n
     assert code == 0 and "could not be profiled: measured again" in err
     assert json.loads((out / "results.json").read_text())["profile"]["datasets"]["scenes"]["teacher"] is None
     assert "could not be profiled: measured again" in (out / "report.md").read_text()
+
+    # the page in a browser, last: where none is installed the test skips only this check
+    check = open_page(request.getfixturevalue("browser"), out / "report.html")
+    assert check.title == "tiny: results" and check.console_errors == []
+    assert [src for src, _ in check.images] == [f"{f}.png" for f in figs] and check.broken_images == []
 
 
 def test_a_killed_suite_resumes_without_redoing_finished_cells(capsys, scenes, teacher_run, tmp_path):
@@ -326,6 +344,16 @@ def test_the_best_value_of_each_column_is_bold_in_markdown_and_latex_and_plain_i
     assert "**90.00**" not in md and md.rstrip().endswith("Settings: 16 px")
     assert "\\textbf{61.20 $\\pm$ 0.30}" in t.to_latex() and "% Settings: 16 px" in t.to_latex()
     assert "**" not in t.to_csv()
+
+
+def test_cost_columns_bold_their_lowest_value():
+    t = Table(["method", "top-1 (%)", "ms/iter", "data wait (%)"])
+    t.add("teacher", "90.00", 1.0, 1.0)
+    t.add("a", "61.20", 12.5, 40.0)
+    t.add("b", "60.00", 9.25, 55.5)
+    t.bold_best(["top-1 (%)"], rows=[1, 2])
+    t.bold_best(["ms/iter", "data wait (%)"], rows=[1, 2], lower=True)  # the least time waiting is best
+    assert t.bold == {(1, 1), (2, 2), (1, 3)}
 
 
 def test_report_of_a_folder_that_is_not_a_suite_is_an_error(capsys, tmp_path):
