@@ -356,6 +356,22 @@ def test_cost_columns_bold_their_lowest_value():
     assert t.bold == {(1, 1), (2, 2), (1, 3)}
 
 
+def test_report_figures_draw_partial_grids(tmp_path):
+    # a method with no finished seed, a split without references, a row without a cost: drawn
+    # around, never an error; PNG for the page and SVG beside it
+    from PIL import Image
+
+    from rsdistill.analysis import figures
+
+    panels = [figures.SeedPanel("split 8:2", {"alone": [61.0, 62.5], "KD": [64.0], "ISDM": []}, {"alone": 61.75}),
+              figures.SeedPanel("split 5:5", {"alone": [], "KD": [], "ISDM": [58.0, 59.0, 60.5]}, {})]
+    png = figures.seeds_figure(tmp_path / "seeds.png", panels, "t", svg=True)
+    points = [figures.CostPoint("KD", "KD", 12.5, 64.0), figures.CostPoint("ISDM", "ISDM", float("nan"), 59.2, 1.2)]
+    cost = figures.cost_figure(tmp_path / "cost.png", points, "training time per run (min)", svg=True)
+    for f in (png, cost):
+        assert Image.open(f).size[0] > 300 and f.with_suffix(".svg").read_text().lstrip().startswith("<?xml")
+
+
 def test_report_of_a_folder_that_is_not_a_suite_is_an_error(capsys, tmp_path):
     code, _, err = run_cli(capsys, "report", tmp_path)
     assert code == 2 and "is not a suite folder (no suite.json)" in err
