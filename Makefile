@@ -1,11 +1,12 @@
 # Set-up and the two commands of the README. Everything runs inside .venv, created on first use.
+# `make docs` builds the documentation site into site/ (offline, --strict).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo-out
 
-.PHONY: demo test venv bench-quick bench clean
+.PHONY: demo test venv docs bench-quick bench clean
 
 venv: $(STAMP)
 
@@ -13,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch/torchvision are pinned in pyproject.toml (2.14.1 / 0.29.1).
-	$(BIN)/python -m pip install -q -e ".[test,export,timm]"
+	$(BIN)/python -m pip install -q -e ".[test,export,timm,docs]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -21,6 +22,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --durations=15
+
+# --strict: a broken link, a page missing from the nav or an API name the reference cannot find
+# fails the build. Nothing is fetched (the theme and the search index are local).
+docs: $(STAMP)
+	$(BIN)/python -m mkdocs build --strict --site-dir site
 
 # torchdistill, the peer the benchmark measures (peer_ratio), is for the benchmark only: installed
 # without its dependencies into $(BENCH_DEPS) (the pinned torch/torchvision stay as they are), never
@@ -41,4 +47,4 @@ bench: $(STAMP) $(PEER_STAMP)
 	$(BIN)/python benchmarks/run.py --peer-deps $(BENCH_DEPS)
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache $(BENCH_DEPS)
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache $(BENCH_DEPS) site

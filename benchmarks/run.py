@@ -1,5 +1,5 @@
 """Side-by-side cost measurements; prints ratios and writes them to Markdown and to
-``benchmarks/results/summary.json`` (the figures the README quotes).
+``benchmarks/results/summary.json`` (the figures docs/benchmarks.md quotes).
 
     python benchmarks/run.py --quick    # under 3 minutes on 2 cores: benchmarks/results.md
     python benchmarks/run.py            # larger sizes and more steps: benchmarks/results-full.md

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The CPU-sized real-data comparison quoted in the README: AID at 64 px, 5:5 split, seed 0.
+# The CPU-sized real-data comparison quoted in docs/results/aid64_5_5.md: AID at 64 px, 5:5 split, seed 0.
 # ResNet34 teacher 60 epochs, ResNet18 students 20 epochs (the teacher needs ~3x the student's
 # epochs to be worth distilling at this size). Sequential on purpose: on a 2-core machine two
 # trainings side by side are slower in total than one after the other.

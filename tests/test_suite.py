@@ -23,6 +23,7 @@ from rsdistill.experiments.suite_plan import SuiteFolder, plan
 from rsdistill.experiments.suite_spec import load_suite
 from rsdistill.reports.tables import Table, mean_std
 
+from .browser import open_page
 from .conftest import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,7 +59,7 @@ CELLS = [f"scenes/8_2/{row}/seed{s}" for row in ("alone", "kd") for s in (0, 1)]
 
 
 def test_two_jobs_finish_with_the_results_of_one_and_the_tables_hold_the_cells_numbers(
-        capsys, scenes, teacher_run, tmp_path, monkeypatch):
+        capsys, scenes, teacher_run, tmp_path, monkeypatch, request):
     # The same threads per cell in both suites: float sums over threads are not associative.
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     # 2 epochs: the last and the best epoch can differ
@@ -116,6 +117,18 @@ def test_two_jobs_finish_with_the_results_of_one_and_the_tables_hold_the_cells_n
     page = (out / "report.html").read_text()
     assert "<table>" in page and "student alone" in page and "Settings" in page
     assert (out / "report.md").is_file()
+    # the cost columns bold their lowest value among the students, the accuracy columns their highest
+    waits = {label: float(rows[label]["data wait (%)"]) for label in ("student alone", "KD")}
+    low = min(waits, key=waits.get)
+    assert f"**{rows[low]['data wait (%)']}**" in md and f"**{rows[max(waits, key=waits.get)]['data wait (%)']}**" not in md
+
+    # the table as pictures: every seed's top-1 per method, and accuracy against cost, PNG and SVG
+    # (drawn by analysis/figures.py), embedded in the page, which opens with every image loaded
+    figs = ["figures/scenes_top1_seeds", "figures/scenes_cost"]
+    assert results["figures"] == [f"{f}.{x}" for f in figs for x in ("png", "svg")]
+    for f in results["figures"]:
+        assert (out / f).stat().st_size > 1000
+    assert "![scenes: top-1 of every seed](figures/scenes_top1_seeds.png)" in (out / "report.md").read_text()
 
     # the cost of compression: the teacher and a student run measured by the profiler at 16 px
     cost = results["profile"]["datasets"]["scenes"]
@@ -149,6 +162,11 @@ def test_two_jobs_finish_with_the_results_of_one_and_the_tables_hold_the_cells_n
     assert code == 0 and "could not be profiled: measured again" in err
     assert json.loads((out / "results.json").read_text())["profile"]["datasets"]["scenes"]["teacher"] is None
     assert "could not be profiled: measured again" in (out / "report.md").read_text()
+
+    # the page in a browser, last: where none is installed the test skips only this check
+    check = open_page(request.getfixturevalue("browser"), out / "report.html")
+    assert check.title == "tiny: results" and check.console_errors == []
+    assert [src for src, _ in check.images] == [f"{f}.png" for f in figs] and check.broken_images == []
 
 
 def test_a_killed_suite_resumes_without_redoing_finished_cells(capsys, scenes, teacher_run, tmp_path):
@@ -327,6 +345,32 @@ def test_the_best_value_of_each_column_is_bold_in_markdown_and_latex_and_plain_i
     assert "**90.00**" not in md and md.rstrip().endswith("Settings: 16 px")
     assert "\\textbf{61.20 $\\pm$ 0.30}" in t.to_latex() and "% Settings: 16 px" in t.to_latex()
     assert "**" not in t.to_csv()
+
+
+def test_cost_columns_bold_their_lowest_value():
+    t = Table(["method", "top-1 (%)", "ms/iter", "data wait (%)"])
+    t.add("teacher", "90.00", 1.0, 1.0)
+    t.add("a", "61.20", 12.5, 40.0)
+    t.add("b", "60.00", 9.25, 55.5)
+    t.bold_best(["top-1 (%)"], rows=[1, 2])
+    t.bold_best(["ms/iter", "data wait (%)"], rows=[1, 2], lower=True)  # the least time waiting is best
+    assert t.bold == {(1, 1), (2, 2), (1, 3)}
+
+
+def test_report_figures_draw_partial_grids(tmp_path):
+    # a method with no finished seed, a split without references, a row without a cost: drawn
+    # around, never an error; PNG for the page and SVG beside it
+    from PIL import Image
+
+    from rsdistill.analysis import figures
+
+    panels = [figures.SeedPanel("split 8:2", {"alone": [61.0, 62.5], "KD": [64.0], "ISDM": []}, {"alone": 61.75}),
+              figures.SeedPanel("split 5:5", {"alone": [], "KD": [], "ISDM": [58.0, 59.0, 60.5]}, {})]
+    png = figures.seeds_figure(tmp_path / "seeds.png", panels, "t", svg=True)
+    points = [figures.CostPoint("KD", "KD", 12.5, 64.0), figures.CostPoint("ISDM", "ISDM", float("nan"), 59.2, 1.2)]
+    cost = figures.cost_figure(tmp_path / "cost.png", points, "training time per run (min)", svg=True)
+    for f in (png, cost):
+        assert Image.open(f).size[0] > 300 and f.with_suffix(".svg").read_text().lstrip().startswith("<?xml")
 
 
 def test_report_of_a_folder_that_is_not_a_suite_is_an_error(capsys, tmp_path):

@@ -11,7 +11,6 @@ import logging
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
 
 from .errors import RsDistillError
 
@@ -78,8 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", help="distillation method (see `rsdistill methods`)")
 
     p = sub.add_parser("eval", help="top-1/top-5 and per-class accuracy of a stored model")
+    p.add_argument("run", nargs="?", metavar="RUN_OR_CKPT", help="run directory or checkpoint")
     p.add_argument("--data", metavar="DIR", help="dataset folder or LAYOUT:DIR (default: the run's)")
-    p.add_argument("--checkpoint", metavar="RUN_OR_CKPT", required=True)
+    p.add_argument("--checkpoint", metavar="RUN_OR_CKPT", help="the same as RUN_OR_CKPT (its older spelling)")
     p.add_argument("--preset", choices=["folder", "ucm", "aid", "nwpu", "cifar100", "imagenet"])
     p.add_argument("--split-file", metavar="JSON")
     p.add_argument("--part", default="test", choices=["train", "val", "test"])
@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export a trained model (ONNX, TorchScript or safetensors), "
                                       "without training-time modules")
-    p.add_argument("--checkpoint", metavar="RUN_OR_CKPT", required=True)
+    p.add_argument("run", nargs="?", metavar="RUN_OR_CKPT", help="run directory or checkpoint")
+    p.add_argument("--checkpoint", metavar="RUN_OR_CKPT", help="the same as RUN_OR_CKPT (its older spelling)")
     p.add_argument("--out", metavar="FILE", required=True,
                    help="model.onnx, model.pt for TorchScript, model.safetensors (+ FILE.json beside it)")
     p.add_argument("--format", choices=["onnx", "torchscript", "safetensors"])
@@ -198,132 +199,42 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace, command: str):
-    from .config import build_config, deep_merge, load_yaml, parse_set
+    from .api import build_run_config
 
-    file_layer: dict[str, Any] = {}
-    for file in args.config:
-        file_layer = deep_merge(file_layer, load_yaml(file))
-    flags: dict[str, Any] = {}
-    data: dict[str, Any] = {}
-    if args.data:
-        data["preset"], data["root"] = _data_argument(args.data, args.preset)
-    if args.preset:
-        data["preset"] = args.preset
-    if data.get("preset") is None:
-        data.pop("preset", None)
-    if args.split_file:
-        data["split_file"] = args.split_file
-    if data:
-        flags["data"] = data
-    if args.seed is not None:
-        flags["seed"] = args.seed
-    train: dict[str, Any] = {}
-    if args.deterministic:
-        train["deterministic"] = True
-    if args.device:
-        train["device"] = args.device
-    if args.threads is not None:
-        train["threads"] = args.threads
-    if train:
-        flags["train"] = train
-    if command == "train":
-        if args.model:
-            flags["model"] = {"name": args.model}
-        flags["method"] = {"name": "ce"}
-    else:
-        if args.student:
-            flags["model"] = {"name": args.student}
-        if args.teacher:
-            flags["teacher"] = {"checkpoint": args.teacher}
-        if args.method:
-            flags["method"] = {"name": args.method}
-        elif "method" not in file_layer:
-            flags["method"] = {"name": "kd"}
-    overrides = parse_set(args.set)
-    cfg = build_config(file_layer, flags, overrides, source=", ".join(args.config) or "command line")
-    if command == "train" and cfg.method.name != "ce":
-        raise RsDistillError("train: trains with cross-entropy only; use `rsdistill distill --method ...`")
-    if command == "distill" and cfg.method.name == "ce":
-        raise RsDistillError("distill: method 'ce' has no teacher; use `rsdistill train`")
-    return cfg
-
-
-def _data_argument(value: str, preset: str | None) -> tuple[str | None, str]:
-    """``--data LAYOUT:DIR`` -> (LAYOUT, DIR); a plain DIR -> (None, DIR). A layout that
-    contradicts ``--preset`` is an error."""
-    from .config import split_data_argument
-
-    layout, root = split_data_argument(value)
-    if layout and preset and layout != preset:
-        raise RsDistillError(f"--data {value} names layout '{layout}' but --preset is '{preset}'")
-    return layout, root
+    return build_run_config(
+        command, list(args.config), data=args.data, preset=args.preset, split_file=args.split_file, seed=args.seed,
+        deterministic=args.deterministic, device=args.device, threads=args.threads,
+        model=args.model if command == "train" else args.student,
+        teacher=None if command == "train" else args.teacher, method=None if command == "train" else args.method,
+        set=args.set)
 
 
 def _download(args: argparse.Namespace, cfg) -> None:
-    """``--download``: fetch the dataset before anything else (CIFAR-100, torchgeo's datasets)."""
-    if not getattr(args, "download", False):
-        return
-    if cfg.data.preset.startswith("torchgeo:"):
-        from .data.torchgeo_sets import download
+    """``--download``: fetch the dataset before anything else (CIFAR-100 only)."""
+    if getattr(args, "download", False):
+        from .api import download_dataset
 
-        download(cfg.data.preset, cfg.data.root)
-        return
-    if cfg.data.preset != "cifar100":
-        raise RsDistillError(f"--download: only CIFAR-100 (--data cifar100:DIR) and torchgeo's datasets "
-                             f"(--data torchgeo:NAME:DIR) can be downloaded, not '{cfg.data.preset}'")
-    from .data.cifar import download_cifar100
-
-    download_cifar100(cfg.data.root)
+        download_dataset(cfg)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .experiments.single import run
+    from . import api
 
-    if args.resume and args.overwrite:
-        raise RsDistillError("--overwrite starts a run over; it does not go with --resume")
-    if args.resume:
-        # --data with --resume: the run's dataset has moved there (its fingerprint is checked).
-        data_root = _data_argument(args.data, None)[1] if args.data else None
-        metrics = run(None, args.resume, resume=True, data_root=data_root, changes=_resume_changes(args))
-        out = args.resume
-    else:
-        if not args.out:
-            raise RsDistillError(f"{args.command}: --out RUN is required")
-        cfg = config_from_args(args, args.command)
-        _download(args, cfg)
-        metrics = run(cfg, args.out, overwrite=args.overwrite)
-        out = args.out
+    fn = api.train if args.command == "train" else api.distill
+    names = {"model": args.model} if args.command == "train" else {
+        "student": args.student, "teacher": args.teacher, "method": args.method}
+    result = fn(list(args.config), out=args.out, data=args.data, preset=args.preset, seed=args.seed, set=args.set,
+                split_file=args.split_file, device=args.device, threads=args.threads,
+                deterministic=args.deterministic, resume=args.resume, overwrite=args.overwrite,
+                download=args.download, **names)
     from .engine.distributed import from_env
 
+    metrics = result.metrics
     if from_env().is_main:  # under torchrun, process 0 reports for the run
-        print(json.dumps({"run": str(out), "top1": round(metrics["top1"], 2), "top5": round(metrics["top5"], 2),
-                          "best_top1": round(metrics["best_top1"], 2),
+        print(json.dumps({"run": str(args.resume or args.out), "top1": round(metrics["top1"], 2),
+                          "top5": round(metrics["top5"], 2), "best_top1": round(metrics["best_top1"], 2),
                           "best_selected_on": metrics.get("best_selected_on"), "epochs": metrics["epochs"]}))
     return 0
-
-
-def _resume_changes(args: argparse.Namespace) -> dict[str, Any]:
-    """What a ``--resume`` command line asks for beyond the run's own settings (a config layer;
-    ``run`` refuses the fields a resume may not change)."""
-    from .config import deep_merge, load_yaml, parse_set
-
-    layer: dict[str, Any] = {}
-    for file in args.config:
-        layer = deep_merge(layer, load_yaml(file))
-    flags: dict[str, Any] = {}
-    options = {("seed",): args.seed, ("data", "preset"): args.preset, ("data", "split_file"): args.split_file,
-               ("train", "device"): args.device, ("train", "threads"): args.threads,
-               ("train", "deterministic"): True if args.deterministic else None,
-               ("model", "name"): getattr(args, "model", None) or getattr(args, "student", None),
-               ("teacher", "checkpoint"): getattr(args, "teacher", None),
-               ("method", "name"): getattr(args, "method", None)}
-    for path, value in options.items():
-        if value is not None:
-            node = flags
-            for part in path[:-1]:
-                node = node.setdefault(part, {})
-            node[path[-1]] = value
-    return deep_merge(deep_merge(layer, flags), parse_set(args.set))
 
 
 # The suffixes that say what a model file holds (export infers --format from them).
@@ -338,53 +249,54 @@ def _warn_suffix(out: str, fmt: str | None) -> None:
                     Path(out).with_suffix(next(k for k, v in SUFFIX_FORMATS.items() if v == fmt)).name)
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    from .deploy.export import export
+def _run_argument(args: argparse.Namespace) -> str:
+    """The run of ``eval``/``export``: positional, or ``--checkpoint`` (both: the same one)."""
+    if args.run and args.checkpoint and args.run != args.checkpoint:
+        raise RsDistillError(f"{args.command}: two runs given ('{args.run}' and --checkpoint '{args.checkpoint}'); "
+                             "give one")
+    run = args.run or args.checkpoint
+    if not run:
+        raise RsDistillError(f"{args.command}: give the run directory or checkpoint (rsdistill {args.command} RUN)")
+    return run
 
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .api import export
+
+    run = _run_argument(args)
     _warn_suffix(args.out, args.format)
+    result = export(run, args.out, format=args.format, image_size=args.image_size, quantize=args.quantize,
+                    calibration=args.calibration, data=args.data)
+    meta = result.metadata
     if args.quantize:
-        return _export_int8(args)
-    if args.calibration or args.data:
-        raise RsDistillError("export: --calibration and --data go with --quantize int8")
-    meta = export(args.checkpoint, args.out, args.format, args.image_size)
+        q = meta["quantization"]
+        size, acc = q["bytes"], q["test_top1"]
+        calibrated = f", {q['calibration_images']} calibration images" if q["mode"] == "static" else ""
+        print(f"{meta['model']} -> {args.out} [int8, {q['mode']}{calibrated}]; float model kept as {q['float_model']}")
+        print(f"size: {size['fp32'] / 1e6:.2f} MB float -> {size['int8'] / 1e6:.2f} MB int8 "
+              f"({size['fp32'] / size['int8']:.2f}x smaller)")
+        if acc["int8"] is not None:
+            print(f"test top-1 ({acc['images']} images): {acc['fp32']:.2f}% float -> {acc['int8']:.2f}% int8 "
+                  f"({acc['int8'] - acc['fp32']:+.2f})")
+        else:
+            print(acc["note"])
+        return 0
     print(f"{meta['model']} ({meta['parameters'] / 1e6:.2f} M params, {len(meta['classes'])} classes) -> "
           f"{args.out} [{meta['format']}], max |diff| vs PyTorch {meta['max_abs_diff_vs_pytorch']:.1e}; "
           f"classes and input format in {args.out}.json")
     return 0
 
 
-def _export_int8(args: argparse.Namespace) -> int:
-    from .deploy.quantize import export_int8
-
-    if args.format not in (None, "onnx"):
-        raise RsDistillError(f"export: --quantize int8 writes ONNX, not {args.format}")
-    meta = export_int8(args.checkpoint, args.out, args.image_size, args.calibration, args.data)
-    q = meta["quantization"]
-    size, acc = q["bytes"], q["test_top1"]
-    calibrated = f", {q['calibration_images']} calibration images" if q["mode"] == "static" else ""
-    print(f"{meta['model']} -> {args.out} [int8, {q['mode']}{calibrated}]; float model kept as {q['float_model']}")
-    print(f"size: {size['fp32'] / 1e6:.2f} MB float -> {size['int8'] / 1e6:.2f} MB int8 "
-          f"({size['fp32'] / size['int8']:.2f}x smaller)")
-    if acc["int8"] is not None:
-        print(f"test top-1 ({acc['images']} images): {acc['fp32']:.2f}% float -> {acc['int8']:.2f}% int8 "
-              f"({acc['int8'] - acc['fp32']:+.2f})")
-    else:
-        print(acc["note"])
-    return 0
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .deploy.predict import check_output, format_prediction, predict, write_predictions
+    from .api import predict
+    from .deploy.predict import format_prediction
 
-    if args.out:
-        check_output(args.out)
-    predictor, predictions = predict(args.model, args.images, args.top_k, args.batch, args.device, args.bands,
-                                     args.tiff_stretch, progress=not args.quiet)
+    result = predict(args.model, args.images, top_k=args.top_k, batch=args.batch, device=args.device, bands=args.bands,
+                     tiff_stretch=args.tiff_stretch, out=args.out, progress=not args.quiet)
+    predictions = result.predictions
     for p in predictions:
         print(format_prediction(p))
-    if args.out:
-        write_predictions(args.out, predictions, min(args.top_k, len(predictor.info.classes)), predictor.file)
-    failed = [p for p in predictions if p.error]
+    failed = result.failed
     for p in failed:
         print(f"error: {p.error}", file=sys.stderr)
     if failed:
@@ -443,11 +355,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .experiments.single import evaluate
+    from .api import evaluate
 
-    layout, data_root = _data_argument(args.data, args.preset) if args.data else (None, None)
-    result = evaluate(args.checkpoint, data_root, preset=args.preset or layout, split_file=args.split_file,
-                      part=args.part, image_size=args.image_size, device=args.device, out=args.out)
+    result = evaluate(_run_argument(args), data=args.data, preset=args.preset, split_file=args.split_file,
+                      part=args.part, image_size=args.image_size, device=args.device, out=args.out).metrics
     print(f"{result['model']} on {result['part']} ({result['images']} images): "
           f"top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%")
     worst = sorted(result["per_class"].items(), key=lambda kv: kv[1])[:5]
@@ -502,15 +413,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_suite(args: argparse.Namespace) -> int:
-    from .experiments.suite import run_suite
+    from .api import suite
 
     try:
-        command = ["rsdistill", "suite", args.suite, "--out", args.out, "--jobs", str(args.jobs)]
-        if args.nproc_per_cell != 1:
-            command += ["--nproc-per-cell", str(args.nproc_per_cell)]
-        outcome = run_suite(args.suite, args.out, jobs=args.jobs, overrides=args.set,
-                            command=command + (["--set", *args.set] if args.set else []), verbose=not args.quiet,
-                            nproc_per_cell=args.nproc_per_cell)
+        outcome = suite(args.suite, args.out, jobs=args.jobs, set=args.set, nproc_per_cell=args.nproc_per_cell,
+                        verbose=not args.quiet)
     except KeyboardInterrupt:
         print(f"interrupted; run the same command again to resume (finished cells are kept in {args.out})",
               file=sys.stderr)
@@ -522,9 +429,9 @@ def cmd_suite(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .experiments.suite_report import write_report
+    from .api import report
 
-    page = write_report(Path(args.dir), args.epoch)
+    page = report(Path(args.dir), epoch=args.epoch)
     print(f"tables in {Path(args.dir) / 'tables'}, numbers in {Path(args.dir) / 'results.json'}; report: {page}")
     return 0
 

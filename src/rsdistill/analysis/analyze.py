@@ -164,7 +164,7 @@ def _analyze(runs: list[LoadedRun], loader: RunLoader, out: Path, pair: tuple[Lo
                                "batch_size": r.config.train.batch_size, "train_images": len(r.data.split.train)}
                       for r in runs}
     figs["cost"] = figures.cost_figure(out / "cost.png", [
-        figures.CostPoint(k, v["method"], _float(v["seconds_per_iteration"]), _float(v["top1"]))
+        figures.CostPoint(k, v["method"], 1000 * _float(v["seconds_per_iteration"]), _float(v["top1"]))
         for k, v in result["cost"].items()]).name
     curves: dict[str, dict[str, list[tuple[int, float]]]] = {}
     for name, records in logs.items():

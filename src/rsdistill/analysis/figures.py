@@ -24,13 +24,15 @@ def _plt():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
-    buf = io.BytesIO()
+def _save(fig, path: Path, svg: bool = False) -> Path:
+    """Write the PNG (and, with ``svg``, a vector twin beside it for print) and return the PNG's path."""
     # Every figure uses constrained layout, which already fits labels and legends: no second,
     # "tight" drawing pass.
-    fig.savefig(buf, format="png", dpi=DPI)
+    for fmt in ("png", "svg") if svg else ("png",):
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, dpi=DPI, **({"metadata": {"Date": None}} if fmt == "svg" else {}))
+        atomic_write(path.with_suffix(f".{fmt}"), lambda f, b=buf: f.write(b.getvalue()))
     _plt().close(fig)
-    atomic_write(path, lambda f: f.write(buf.getvalue()))
     return path
 
 
@@ -179,33 +181,80 @@ def tsne_figure(path: Path, panels: list[EmbeddingPanel], class_names: list[str]
 class CostPoint:
     run: str
     method: str
-    seconds_per_iteration: float
+    cost: float  # in the unit the figure's x label names (ms per iteration, minutes...)
     top1: float
+    top1_std: float | None = None  # over seeds, drawn as an error bar
 
 
 _MARKERS = "osD^vP*Xph<>"
 
 
-def cost_figure(path: Path, points: list[CostPoint]) -> Path:
+def cost_figure(path: Path, points: list[CostPoint], xlabel: str = "training time per iteration (ms)",
+                title: str = "Cost against accuracy", svg: bool = False) -> Path:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.0, 4.2), layout="constrained")
     methods = list(dict.fromkeys(p.method for p in points))
     cmap = plt.get_cmap("tab10")
+    shown = [p for p in points if np.isfinite(p.cost) and np.isfinite(p.top1)]
     for i, m in enumerate(methods):
-        sel = [p for p in points if p.method == m and np.isfinite(p.seconds_per_iteration)]
+        sel = [p for p in shown if p.method == m]
         if sel:
-            ax.scatter([p.seconds_per_iteration * 1000 for p in sel], [p.top1 for p in sel], s=60,
-                       marker=_MARKERS[i % len(_MARKERS)], color=cmap(i % 10), label=m)
-    for p in points:
-        if np.isfinite(p.seconds_per_iteration):
-            ax.annotate(p.run, (p.seconds_per_iteration * 1000, p.top1), textcoords="offset points",
-                        xytext=(5, 4), fontsize=7)
-    ax.set_xlabel("training time per iteration (ms)")
+            ax.scatter([p.cost for p in sel], [p.top1 for p in sel], s=60,
+                       marker=_MARKERS[i % len(_MARKERS)], color=cmap(i % 10), label=m, zorder=3)
+            err = [p for p in sel if p.top1_std is not None]
+            if err:
+                ax.errorbar([p.cost for p in err], [p.top1 for p in err], yerr=[p.top1_std for p in err],
+                            fmt="none", ecolor=cmap(i % 10), capsize=3, lw=1)
+    for p in shown:
+        if p.run != p.method:  # the legend already names a point that is its method's only one
+            ax.annotate(p.run, (p.cost, p.top1), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("test top-1 (%)")
-    ax.set_title("Cost against accuracy", fontsize=11)
+    ax.set_title(title, fontsize=11)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, title="method", title_fontsize=8)
-    return _save(fig, path)
+    if shown:
+        ax.legend(fontsize=8, title="method", title_fontsize=8)
+    return _save(fig, path, svg)
+
+
+@dataclass
+class SeedPanel:
+    """One split's methods: every seed's top-1 (a dot each) and the reference means drawn across."""
+
+    title: str
+    values: dict[str, list[float]]  # method label -> top-1 of each finished seed, in table order
+    references: dict[str, float]  # e.g. {"student alone": mean, "KD": mean}
+
+
+def seeds_figure(path: Path, panels: list[SeedPanel], title: str, svg: bool = False) -> Path:
+    """Per method, the seeds as dots over a bar spanning mean ± std (a line at the mean); the
+    references as dashed lines, so a method's gain reads against the seeds' spread."""
+    plt = _plt()
+    n = max((len(p.values) for p in panels), default=1)
+    fig, axes = _panel_grid(max(len(panels), 1), max(3.6, 0.55 * n + 1.5))
+    cmap = plt.get_cmap("tab10")
+    for ax, panel in zip(axes, panels):
+        for i, (method, vals) in enumerate(panel.values.items()):
+            if not vals:
+                continue
+            m = float(np.mean(vals))
+            sd = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+            ax.bar(i, 2 * sd, bottom=m - sd, width=0.55, color="#1f77b4", alpha=0.25, zorder=1)
+            ax.hlines(m, i - 0.3, i + 0.3, color="#1f77b4", lw=2, zorder=2)
+            # spread the dots sideways, always the same way: seeds with equal top-1 stay visible
+            offsets = np.linspace(-0.15, 0.15, len(vals)) if len(vals) > 1 else np.zeros(1)
+            ax.scatter(i + offsets, vals, s=18, color="#222", zorder=3)
+        for k, (name, value) in enumerate(panel.references.items()):
+            ax.axhline(value, color=cmap((k + 1) % 10), ls="--", lw=1, label=f"{name} (mean)", zorder=0)
+        ax.set_xticks(range(len(panel.values)), list(panel.values), rotation=30, ha="right", fontsize=8)
+        ax.set_xlim(-0.6, len(panel.values) - 0.4)
+        ax.set_ylabel("test top-1 (%)", fontsize=8)
+        ax.set_title(panel.title, fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+        if panel.references:
+            ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(title, fontsize=11)
+    return _save(fig, path, svg)
 
 
 def per_class_figure(path: Path, names: tuple[str, str], class_names: list[str], accuracy: tuple[np.ndarray, np.ndarray],

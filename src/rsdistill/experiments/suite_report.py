@@ -9,6 +9,10 @@ seed shows "failed" instead of a mean over the others; seeds not run yet show in
 Next to each table: the settings that produced it (image size, epochs, device, seeds, and which
 epoch's accuracy, with what the best epoch was selected on).
 
+Each dataset's table is also drawn (``figures/<dataset>_top1_seeds`` and ``_cost``, PNG and SVG,
+by analysis/figures.py): every seed's top-1 per method over a mean ± std bar, and mean top-1 against
+ms per iteration. Cost columns bold their lowest value (less time, memory and waiting is better).
+
 After them, the cost of compression: per dataset, a teacher and a student run measured by the
 profiler (parameters, FLOPs, float ONNX size, CPU latency at batch 1) with the student / teacher
 ratios (suite_profile.py; cached in ``tables/profile.json``).
@@ -28,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..analysis import figures
 from ..errors import RsDistillError
 from ..io import atomic_write_json
 from ..reports.below_alone import below_alone_note
@@ -39,6 +44,7 @@ from .suite_profile import caption as cost_caption
 from .suite_profile import cost_table, profile_suite
 
 ACCURACY = {"last": ("top1", "top5"), "best": ("best_top1", "best_top5")}
+COST_COLUMNS = ["ms/iter", "data wait (%)", "peak RAM (MB)", "train (min/run)"]
 
 log = logging.getLogger("rsdistill")
 
@@ -165,20 +171,11 @@ def write_report(root: str | Path, epoch: str = "last", command: list[str] | Non
                                                          [cost_caption(cost)]).write(out / "tables" / "compression_cost")]
     unfinished = [r for r in results.values() if r.status != "finished"]
     counts = {s: sum(r.status == s for r in results.values()) for s in ("finished", "failed", "missing")}
-    atomic_write_json(out / "results.json", {
-        "name": man["name"], "description": man.get("description", ""), "suite_file": man["suite_file"],
-        "suite_command": man.get("command"), "report_command": report_command,
-        "generated": time.strftime("%Y-%m-%d %H:%M:%S"), "accuracy": epoch, "cells_by_status": counts,
-        "baselines": man["baselines"],
-        "tables": [{"name": name, "title": t.title, "settings": s, "files": [f"tables/{name}.{x}" for x in ("md", "csv", "tex")],
-                    "columns": t.columns, "rows": rj} for name, t, s, rj in tables],
-        "profile": cost | {"files": cost_files},
-        "cells": [folder.portable_cell(cell_json(r)) for r in results.values()],
-        "suite": man["suite"],
-    })
-
-    sections = [ReportSection(t.title, settings_line(s), Table(t.columns, t.rows, bold=t.bold).to_markdown())
-                for _, t, s, _ in tables]
+    sections = []
+    for name, t, s, rj in tables:
+        sections.append(ReportSection(t.title, settings_line(s), Table(t.columns, t.rows, bold=t.bold).to_markdown()))
+        if name in man["datasets"]:
+            sections += dataset_figures(out / "figures", name, man, rj)
     sections.append(ReportSection("Cost of compression: teacher and student as deployed", cost_caption(cost),
                                   ctable.to_markdown()))
     if unfinished:
@@ -187,12 +184,62 @@ def write_report(root: str | Path, epoch: str = "last", command: list[str] | Non
             missing.add(r.cell.id, r.status, (r.reason or "").replace("|", "/"))
         sections.append(ReportSection("Cells not finished", "failed cells keep their error; missing ones "
                                       "have not run (rerun the suite command)", missing.to_markdown()))
+    figure_files = [str(f.relative_to(out)) for sec in sections if sec.image is not None
+                    for f in (sec.image, sec.image.with_suffix(".svg"))]
+    atomic_write_json(out / "results.json", {
+        "name": man["name"], "description": man.get("description", ""), "suite_file": man["suite_file"],
+        "suite_command": man.get("command"), "report_command": report_command,
+        "generated": time.strftime("%Y-%m-%d %H:%M:%S"), "accuracy": epoch, "cells_by_status": counts,
+        "baselines": man["baselines"],
+        "tables": [{"name": name, "title": t.title, "settings": s, "files": [f"tables/{name}.{x}" for x in ("md", "csv", "tex")],
+                    "columns": t.columns, "rows": rj} for name, t, s, rj in tables],
+        "profile": cost | {"files": cost_files}, "figures": figure_files,
+        "cells": [folder.portable_cell(cell_json(r)) for r in results.values()],
+        "suite": man["suite"],
+    })
+
     page = {"suite": man["name"], "suite file": man["suite_file"], "suite command": " ".join(man.get("command") or []),
             "report command": " ".join(report_command), "folder": str(out),
-            "cells": ", ".join(f"{v} {k}" for k, v in counts.items()), "tables": ", ".join(files + cost_files)}
+            "cells": ", ".join(f"{v} {k}" for k, v in counts.items()), "tables": ", ".join(files + cost_files),
+            "figures": ", ".join(figure_files) or "none (no cell finished)"}
     title = f"{man['name']}: results"
     write_markdown(out / "report.md", title, page, sections)
     return write_html(out / "report.html", title, page, sections)
+
+
+def dataset_figures(folder: Path, dataset: str, man: dict[str, Any], rows_json: list[dict[str, Any]]) -> list[ReportSection]:
+    """The dataset's table as two figures (analysis/figures.py, as `rsdistill analyze` draws them):
+    every seed's top-1 per method and split, and mean top-1 against cost. None when no cell finished."""
+    students = [r for r in rows_json if r["row"] != "teacher"]
+    splits = man["splits"]
+
+    def top1(r: dict[str, Any], sp: str) -> dict[str, Any]:
+        return r["splits"].get(sp, {}).get("top1") or {"values": [], "mean": None, "std": None}
+
+    if not any(top1(r, sp)["values"] for r in students for sp in splits):
+        return []
+    refs = [r for name in ("alone", "kd") for r in students if r["row"] == man["baselines"].get(name)]
+    panels = [figures.SeedPanel(
+        "test" if sp == "published" else f"split {sp}", {r["label"]: top1(r, sp)["values"] for r in students},
+        {r["label"]: top1(r, sp)["mean"] for r in refs if top1(r, sp)["mean"] is not None and not r["splits"][sp].get("failed")})
+        for sp in splits]
+    seeds = figures.seeds_figure(folder / f"{dataset}_top1_seeds.png", panels,
+                                 f"{man['name']}: {dataset}, top-1 of every seed (bar: mean ± std)", svg=True)
+    # ms per iteration where every drawn row has it (a reused run has no step timings): else minutes
+    drawn = [r for r in students if any(top1(r, sp)["values"] for sp in splits)]
+    key, xlabel = (("ms_per_iteration", "training time per iteration (ms)")
+                   if all(r["cost"]["ms_per_iteration"] is not None for r in drawn)
+                   else ("train_minutes_per_run", "training time per run (min)"))
+    points = [figures.CostPoint(r["label"] if len(splits) == 1 else f"{r['label']} ({sp})", r["label"],
+                                float("nan") if r["cost"][key] is None else float(r["cost"][key]),
+                                top1(r, sp)["mean"], top1(r, sp)["std"])
+              for r in drawn for sp in splits if top1(r, sp)["mean"] is not None]
+    cost = figures.cost_figure(folder / f"{dataset}_cost.png", points, xlabel,
+                               f"{man['name']}: {dataset}, mean top-1 against cost", svg=True)
+    return [ReportSection(f"{dataset}: top-1 of every seed",
+                          "dots: seeds; bar: mean ± std; dashed: the references' means", image=seeds),
+            ReportSection(f"{dataset}: accuracy against cost",
+                          f"mean top-1 (± std over seeds) against {xlabel}: up and left is better", image=cost)]
 
 
 def _acc_words(epoch: str) -> str:
@@ -216,7 +263,7 @@ def grid_table(title: str, first: str, rows: list[tuple[str, str]], man: dict[st
     for sp in splits:
         sp = "test" if sp == "published" else sp  # the dataset's own test set (not a published number)
         columns += [f"{sp} top-1 (%)", f"{sp} top-5 (%)", *[f"{sp} {label}" for _, label in refs], f"{sp} seeds"]
-    columns += ["ms/iter", "data wait (%)", "peak RAM (MB)", "train (min/run)"]
+    columns += COST_COLUMNS
     table = Table(columns, title=title, notes=[settings_line(settings)])
     rows_json = []
     for row, label in rows:
@@ -242,8 +289,9 @@ def grid_table(title: str, first: str, rows: list[tuple[str, str]], man: dict[st
         rows_json.append(row_json)
     table.notes += below_alone_flags(rows, splits, base.get("alone"), groups)
     students = [i for i, (row, _) in enumerate(rows) if row != "teacher"]
-    best_columns = [c for c in columns[1:] if c.endswith("(%)") or "Δ vs" in c]
-    table.bold_best(best_columns, students)
+    accuracy_columns = [c for c in columns[1:] if c not in COST_COLUMNS and (c.endswith("(%)") or "Δ vs" in c)]
+    table.bold_best(accuracy_columns, students)
+    table.bold_best(COST_COLUMNS, students, lower=True)  # the cheapest is best: time, data wait, memory
     return table, rows_json
 
 

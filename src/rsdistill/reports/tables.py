@@ -32,16 +32,16 @@ class Table:
             raise ValueError(f"row has {len(cells)} cells, table has {len(self.columns)} columns")
         self.rows.append(list(cells))
 
-    def bold_best(self, columns: list[str], rows: list[int] | None = None) -> None:
+    def bold_best(self, columns: list[str], rows: list[int] | None = None, lower: bool = False) -> None:
         """Mark, in each named column, the cell(s) with the highest leading number ("81.2 ± 0.4"
-        reads as 81.2, "+1.30" as 1.3) among ``rows`` (default: all); cells without a number (a
-        dash, "failed") are never best."""
+        reads as 81.2, "+1.30" as 1.3) among ``rows`` (default: all), or the lowest with ``lower``
+        (times, memory); cells without a number (a dash, "failed") are never best."""
         for name in columns:
             c = self.columns.index(name)
             values = {r: _leading_number(self.rows[r][c]) for r in (range(len(self.rows)) if rows is None else rows)}
             values = {r: v for r, v in values.items() if v is not None}
             if values:
-                best = max(values.values())
+                best = (min if lower else max)(values.values())
                 self.bold |= {(r, c) for r, v in values.items() if v == best}
 
     def _cells(self, wrap, esc=lambda s: s) -> list[list[str]]:
