@@ -24,6 +24,7 @@ C = 5
 # reconstruction's batch z-score margin.
 VARIANTS = {
     "isdm/trained_scaler": ("isdm", {}),
+    "is/trained_scaler": ("is", {}),  # IS alone: the trained scaler's shift, no margin
     "isdm/trained_scaler/is_direction=raise": ("isdm", {"is_direction": "raise"}),
     "isdm/trained_scaler/is_level=entropy": ("isdm", {"is_level": "entropy"}),
     "isdm/trained_scaler/is_level=entropy/kappa=1": ("isdm", {"is_level": "entropy", "kappa": 1.0}),

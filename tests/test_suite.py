@@ -414,6 +414,8 @@ def test_the_report_flags_each_distilled_row_below_the_student_alone_per_split_w
                                "its teacher (81.60) is +2.80 points")
     assert notes[1].startswith("⚠ ISDM (5:5): top-1 59.50 is 0.50 below")  # a missing row is not judged
     assert below_alone_flags(rows, ["8:2"], None, groups) == []  # no student alone in the suite
+    # another student trained alone (e.g. on other bands) is not a distilled row
+    assert below_alone_flags(rows, ["8:2"], "alone", groups, {"kd"}) == []
 
 # --------------------------------------------------------------------------- suite folders move
 

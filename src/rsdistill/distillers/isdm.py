@@ -34,7 +34,7 @@ from ..io import atomic_write_json
 from ..runs.folder import RunDir
 from .base import Distiller
 from .losses import kl_divergence, max_non_target_logit, target_logit, target_mask
-from .registry import register
+from .registry import register, register_alias
 from .settings import DistillationSettings, LogitStandardization, ls_view
 
 
@@ -509,3 +509,8 @@ class ISDM(Distiller[ISDMConfig]):
             "margin": cfg.margin, "m_scale": cfg.m, "lambda_H": cfg.lambda_H, "is_level": cfg.is_level,
             "samples": samples,
         })
+
+
+# IS alone (the ablation's "w/o DM"): the student aligned with IS's scaled label, no margin. Issue 21's
+# search found no margin that adds to IS on two AID settings (docs/isdm.md, "Which to use").
+register_alias("is", "isdm", margin="none")

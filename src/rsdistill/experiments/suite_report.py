@@ -287,7 +287,8 @@ def grid_table(title: str, first: str, rows: list[tuple[str, str]], man: dict[st
         cells += [cost["ms_per_iteration"], cost["data_wait_pct"], cost["peak_rss_mb"], cost["train_minutes_per_run"]]
         table.add(*cells)
         rows_json.append(row_json)
-    table.notes += below_alone_flags(rows, splits, base.get("alone"), groups)
+    table.notes += below_alone_flags(rows, splits, base.get("alone"), groups,
+                                     {r.cell.row for r in results if r.cell.method == "ce"})
     students = [i for i, (row, _) in enumerate(rows) if row != "teacher"]
     accuracy_columns = [c for c in columns[1:] if c not in COST_COLUMNS and (c.endswith("(%)") or "Δ vs" in c)]
     table.bold_best(accuracy_columns, students)
@@ -296,8 +297,9 @@ def grid_table(title: str, first: str, rows: list[tuple[str, str]], man: dict[st
 
 
 def below_alone_flags(rows: list[tuple[str, str]], splits: list[str], alone_row: str | None,
-                      groups: dict[tuple[str, str], Group]) -> list[str]:
-    """A note for each distilled row below the student alone on a split, with the teacher's margin."""
+                      groups: dict[tuple[str, str], Group], undistilled: set[str] = frozenset()) -> list[str]:
+    """A note for each distilled row below the student alone on a split, with the teacher's margin
+    (rows in ``undistilled``, other students trained alone, are not judged)."""
     if not alone_row:
         return []
     notes = []
@@ -308,7 +310,7 @@ def below_alone_flags(rows: list[tuple[str, str]], splits: list[str], alone_row:
         t = teacher.mean_top1() if teacher else None
         for row, label in rows:
             mine = groups[(sp, row)].mean_top1()
-            if base is None or mine is None or row in (alone_row, "teacher") or mine >= base:
+            if base is None or mine is None or row in (alone_row, "teacher", *undistilled) or mine >= base:
                 continue
             notes.append(below_alone_note(label if len(splits) == 1 else f"{label} ({sp})", mine, base, t))
     return notes

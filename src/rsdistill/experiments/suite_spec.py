@@ -107,6 +107,7 @@ class SynthSpec(Section):
     per_class: int = Field(100, ge=1)
     size: int = Field(64, ge=16, le=1024)
     seed: int = Field(0, ge=0)
+    bands: int = Field(3, ge=3, le=64, description="3: RGB PNGs; N > 3: N-band TIFFs (rsdistill synth --bands)")
 
 
 class DatasetSpec(WithOverrides):
