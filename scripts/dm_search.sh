@@ -50,13 +50,7 @@ declare -A ROWS=(
 SCREEN=(alone kd isdm is_alone dm_right dm_pos dm_gap dm_anneal)
 WEAK=(kd isdm is_alone isdm_trust is_trust)
 
-run() {  # out command...
-  local out=$1; shift
-  if [ -f "$out/metrics.json" ]; then echo "done:    $out"; return 0; fi
-  if [ -f "$out/config.yaml" ]; then echo "resume:  $out"; $R -q train --resume "$out" --threads 1
-  else echo "start:   $out"; "$@" --out "$out"; fi
-}
-export -f run
+source "$(dirname "$0")/run_or_resume.sh"
 # QUEUE=FILE appends the commands to FILE (for scripts/queue_worker.sh) instead of running them
 queue() { if [ -n "$QUEUE" ]; then cat >> "$QUEUE"; else xargs -P "$JOBS" -d '\n' -I{} env OMP_NUM_THREADS=1 bash -c '{}'; fi; }
 

@@ -47,6 +47,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .config import PRESETS
+
     parser = argparse.ArgumentParser(
         prog="rsdistill",
         description="Knowledge distillation for remote-sensing scene classification.",
@@ -80,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", nargs="?", metavar="RUN_OR_CKPT", help="run directory or checkpoint")
     p.add_argument("--data", metavar="DIR", help="dataset folder or LAYOUT:DIR (default: the run's)")
     p.add_argument("--checkpoint", metavar="RUN_OR_CKPT", help="the same as RUN_OR_CKPT (its older spelling)")
-    p.add_argument("--preset", choices=["folder", "ucm", "aid", "nwpu", "cifar100", "imagenet"])
+    p.add_argument("--preset", choices=list(PRESETS))
     p.add_argument("--split-file", metavar="JSON")
     p.add_argument("--part", default="test", choices=["train", "val", "test"])
     p.add_argument("--image-size", type=int)
@@ -210,7 +212,7 @@ def config_from_args(args: argparse.Namespace, command: str):
 
 
 def _download(args: argparse.Namespace, cfg) -> None:
-    """``--download``: fetch the dataset before anything else (CIFAR-100 only)."""
+    """``--download``: fetch the dataset before anything else (CIFAR-100, torchgeo's datasets)."""
     if getattr(args, "download", False):
         from .api import download_dataset
 
