@@ -13,6 +13,7 @@
 #                  5/9/11) on the teacher's split
 #   weak           KD / ISDM / IS alone / the weak-teacher candidates from OUT/teacher_short at SEEDS
 #                  (the student alone is the main one: same split)
+#   sensitivity    the article's Tables 5-7 around the defaults (gamma 1/2/8, alpha 0.5/2, beta 0.01/1) at SEEDS
 #   table          the tables (rsdistill table --group-seeds) of the main and weak-teacher rows
 # SPLIT=5_5 runs the same stages on the protocol's 5:5 split (use another OUT).
 # JOBS runs side by side (default 2, one thread each). Re-running skips finished runs and resumes
@@ -46,6 +47,14 @@ declare -A ROWS=(
   [dm_anneal_up]="isdm --set method.kappa=0 method.kappa_end=0.5"
   [isdm_trust]="isdm --set method.trust=advantage"
   [is_trust]="isdm --set method.margin=none method.trust=advantage"
+  # the article's sensitivity (Tables 5-7) around the defaults gamma 4, alpha (ce_weight) 1, beta 0.1
+  [gamma1]="isdm --set method.gamma=1"
+  [gamma2]="isdm --set method.gamma=2"
+  [gamma8]="isdm --set method.gamma=8"
+  [alpha0.5]="isdm --set method.ce_weight=0.5"
+  [alpha2]="isdm --set method.ce_weight=2"
+  [beta0.01]="isdm --set method.beta=0.01"
+  [beta1]="isdm --set method.beta=1"
 )
 SCREEN=(alone kd isdm is_alone dm_right dm_pos dm_gap dm_anneal)
 WEAK=(kd isdm is_alone isdm_trust is_trust)
@@ -77,6 +86,7 @@ case $STAGE in
              --seed 0 --threads 1 --split-file "$OUT/teacher/split.json" \
              --set train.epochs=12 "train.milestones=[5,9,11]" train.lr_warmup_epochs=1 train.eval_every=4 ;;
   weak) lines "$OUT/teacher_short" "$OUT/weak" "${WEAK[@]}" | queue ;;
+  sensitivity) lines "$OUT/teacher" "$OUT/sens" gamma1 gamma2 gamma8 alpha0.5 alpha2 beta0.01 beta1 | queue ;;
   table)
     for set in main weak; do
       runs=()
