@@ -178,12 +178,12 @@ def test_no_float_field_of_any_section_takes_a_non_finite_value():
             assert field in str(e.value) and "finite" in str(e.value), (field, value)
 
 
-@pytest.mark.parametrize("layer", [{"model": {"name": "resnet999"}}, {"data": {"bands": [0, 1]}},
+@pytest.mark.parametrize("layer", [{"model": {"name": "resnet999"}}, {"data": {"bands": [0, 0]}},
                                    {"train": {"epochs": 10, "milestones": [5, 3]}}])
 def test_an_error_names_the_value_once(layer):
     with pytest.raises(ConfigError) as e:
         build_config(layer)
-    value = "resnet999" if "model" in layer else "[0, 1]" if "data" in layer else "[5, 3]"
+    value = "resnet999" if "model" in layer else "[0, 0]" if "data" in layer else "[5, 3]"
     assert str(e.value).count(value) == 1, str(e.value)
 def test_a_layout_brings_its_native_image_size_and_config_yaml_says_where_it_came_from():
     from rsdistill.config import build_config
