@@ -159,3 +159,14 @@ def test_train_then_distill_through_the_api(scenes, teacher_run, tmp_path):
     assert run.top1 == pytest.approx(run.metrics["top1"])
     again = rsdistill.distill(resume=run.run_dir)  # a finished run resumes to its metrics
     assert again.metrics == run.metrics
+
+
+def test_suite_overrides_as_a_mapping_read_back_as_the_values_given():
+    from rsdistill.api import suite_overrides
+    from rsdistill.config import parse_set
+
+    given = {"seeds": [0, 1], "splits": ["8:2"], "set.train.epochs": 2, "datasets.aid.root": "/data/AID 2"}
+    items = suite_overrides(given)
+    assert parse_set(items) == {"seeds": [0, 1], "splits": ["8:2"], "set": {"train": {"epochs": 2}},
+                                "datasets": {"aid": {"root": "/data/AID 2"}}}
+    assert suite_overrides(["seeds=[0]"]) == ["seeds=[0]"] and suite_overrides("seeds=[0]") == ["seeds=[0]"]

@@ -384,13 +384,14 @@ def export(run: str | Path, out: str | Path, *, format: str | None = None, image
     return ExportResult(Path(out), meta)
 
 
-def suite(suite_file: str | Path, out: str | Path, *, jobs: int = 1, set: Sequence[str] = (),
+def suite(suite_file: str | Path, out: str | Path, *, jobs: int = 1, set: Sequence[str] | Mapping[str, Any] = (),
           nproc_per_cell: int = 1, verbose: bool = True, command: list[str] | None = None) -> SuiteResult:
     """Run a suite file's grid of methods x splits x seeds into the folder ``out`` (each cell its
     own process; finished cells of an earlier call are kept) and write its report; ``rsdistill
-    suite``. ``set`` overrides fields of the suite file (``["seeds=[0]"]``)."""
+    suite``. ``set`` overrides fields of the suite file: ``["seeds=[0]"]`` or ``{"seeds": [0]}``."""
     from .experiments.suite import run_suite
 
+    set = suite_overrides(set)
     if command is None:
         command = ["rsdistill", "suite", str(suite_file), "--out", str(out), "--jobs", str(jobs)]
         if nproc_per_cell != 1:
@@ -399,6 +400,16 @@ def suite(suite_file: str | Path, out: str | Path, *, jobs: int = 1, set: Sequen
     outcome = run_suite(suite_file, out, jobs=jobs, overrides=list(set), command=command, verbose=verbose,
                         nproc_per_cell=nproc_per_cell)
     return SuiteResult(Path(out), list(outcome.finished), dict(outcome.failed), outcome.report)
+
+
+def suite_overrides(set: Sequence[str] | Mapping[str, Any]) -> list[str]:
+    """``{"seeds": [0]}`` -> ``["seeds=[0]"]``: a mapping's values written so that YAML reads them
+    back as they are (JSON is YAML: "8:2" stays a string); a list is taken as it is."""
+    import json
+
+    if isinstance(set, Mapping):
+        return [f"{key}={json.dumps(value)}" for key, value in set.items()]
+    return [set] if isinstance(set, str) else list(set)
 
 
 def report(folder: str | Path, *, epoch: str = "last") -> Path:
