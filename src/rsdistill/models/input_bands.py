@@ -4,8 +4,8 @@ torchvision and CIFAR networks get their first convolution rebuilt for N input c
 models take ``in_chans`` at creation). RGB-pretrained weights of that convolution are adapted
 (:func:`adapt_rgb_filters`): the filters of the bands that are R, G and B keep their pretrained
 values; every other band's filter starts as the mean of the three, times 3/N, so that the other
-bands together weigh about as much as R, G and B (the usual practice: timm's ``adapt_input_conv``
-and torchgeo's multispectral weights scale by 3/N likewise).
+bands together weigh about as much as R, G and B (timm's ``adapt_input_conv`` scales the RGB
+filters it repeats over N channels by 3/N likewise; here R, G and B keep theirs unscaled).
 """
 
 from __future__ import annotations
