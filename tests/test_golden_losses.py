@@ -29,6 +29,13 @@ VARIANTS = {
     "isdm/trained_scaler/is_level=entropy": ("isdm", {"is_level": "entropy"}),
     "isdm/trained_scaler/is_level=entropy/kappa=1": ("isdm", {"is_level": "entropy", "kappa": 1.0}),
     "isdm/margin_source=gap": ("isdm", {"margin_source": "gap", "is_level": "entropy"}),
+    # issue 21's margins and the weak-teacher trust
+    "isdm/trained_scaler/margin_on=teacher_right": ("isdm", {"margin_on": "teacher_right"}),
+    "isdm/trained_scaler/margin_sign=positive": ("isdm", {"margin_sign": "positive"}),
+    # (raise only: this scaler lowers every sample, and the hinge would be zero)
+    "isdm/trained_scaler/margin_acts=gap/is_direction=raise": ("isdm", {"margin_acts": "gap", "is_direction": "raise"}),
+    # a meter that has seen the teacher 5 points ahead: the alignment at about half its weight
+    "isdm/trained_scaler/trust=advantage": ("isdm", {"trust": "advantage"}),
 }
 NAMES = sorted(registry.names()) + sorted(registry.ALIASES) + sorted(VARIANTS)
 
@@ -41,6 +48,8 @@ def losses_of(name: str) -> dict[str, float]:
         with torch.no_grad():
             for p in d.scaler.parameters():
                 p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    if "trust" in name:
+        d.trust.acc.copy_(torch.tensor([0.60, 0.55]))
     calibrate_teacher(d, 16)
     d.train()
     batch = fixed_batch(16, classes=C, seed=7, random_labels=True, strong="two_views" in d.needs)
