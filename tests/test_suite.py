@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from rsdistill.engine.runlog import read_jsonl
+from rsdistill.errors import ConfigError
 from rsdistill.experiments.suite_cell import restart_if_killed_while_starting
 from rsdistill.runs.claim import RunLock
 from rsdistill.experiments.suite_plan import SuiteFolder, plan
@@ -251,7 +252,7 @@ def test_the_shipped_suite_files_expand_into_cells(tmp_path, monkeypatch):
     (tmp_path / "WEIGHTS_DIR").mkdir()
     for name in ("resnet34-b627a593.pth", "resnet50-0676ba61.pth"):  # torchvision's file names
         (tmp_path / "WEIGHTS_DIR" / name).write_bytes(b"")
-    files = sorted((REPO / "configs" / "suites").glob("*.yaml"))
+    files = sorted(f for f in (REPO / "configs" / "suites").glob("*.yaml") if not f.name.startswith("_"))  # not fragments
     assert {"demo.yaml", "ablation.yaml", "table8_cifar100_resnet32x4_resnet8x4.yaml",
             "table9_imagenet_resnet34_resnet18.yaml"} <= {f.name for f in files}
     for file in files:
@@ -508,3 +509,26 @@ def test_sigterm_to_the_suite_stops_its_running_cell_which_is_resumable(capsys, 
     run = out / "runs/scenes/8_2/alone/seed0"
     assert not (run / "metrics.json").exists() and (run / "split.json").is_file()  # started, resumable
     RunLock(run).acquire().release()  # and nobody holds it
+
+
+def test_a_suite_file_extends_a_base_in_its_folder_mappings_merged_lists_replaced(tmp_path):
+    (tmp_path / "_base.yaml").write_text(
+        "seeds: [0, 1, 2]\nsplits: ['8:2']\nset: {train.epochs: 3, data.image_size: 32}\n"
+        "teacher: {model: resnet8x4}\nstudent: {model: resnet20}\nmethods:\n  - {name: alone, method: ce}\n  - {name: kd}\n")
+    (tmp_path / "mid.yaml").write_text("extends: _base.yaml\nset: {train.epochs: 5}\nseeds: [4]\n")
+    (tmp_path / "suite.yaml").write_text(
+        "extends: mid.yaml\nname: mine\ndatasets: {d: {root: data}}\nmethods:\n  - {name: isdm}\n")
+    spec = load_suite(tmp_path / "suite.yaml").spec
+    assert spec.name == "mine" and spec.seeds == [4] and spec.splits == ["8:2"]
+    assert spec.overrides == {"train": {"epochs": 5}, "data": {"image_size": 32}}  # merged key by key
+    assert [m.name for m in spec.methods] == ["isdm"]  # a list is replaced whole
+    assert spec.student.model == "resnet20"
+
+
+@pytest.mark.parametrize(("extends", "error"), [("../_base.yaml", "same folder"), ("missing.yaml", "does not exist"),
+                                                 ("suite.yaml", "a loop")])
+def test_extends_names_a_file_of_the_same_folder_that_exists_without_a_loop(tmp_path, extends, error):
+    (tmp_path / "suite.yaml").write_text(f"extends: {extends}\ndatasets: {{d: {{root: data}}}}\n")
+    with pytest.raises(ConfigError) as e:
+        load_suite(tmp_path / "suite.yaml")
+    assert error in str(e.value) and "suite.yaml" in str(e.value)
