@@ -74,7 +74,7 @@ from rsdistill.engine.seeding import configure_determinism, resolve_device
 from rsdistill.engine.speed import optimizer_options
 from rsdistill.engine.teacher_cache import load_or_build
 from rsdistill.engine.trainer import Trainer, build_optimizer
-from rsdistill.experiments.suite_cell import peak_rss_mb
+from rsdistill.experiments.suite.cell import peak_rss_mb
 from rsdistill.models import build_model
 from rsdistill.reports.tables import Table
 from rsdistill.synth import generate_dataset

@@ -18,10 +18,10 @@ import yaml
 
 from rsdistill.engine.runlog import read_jsonl
 from rsdistill.errors import ConfigError
-from rsdistill.experiments.suite_cell import restart_if_killed_while_starting
+from rsdistill.experiments.suite.cell import restart_if_killed_while_starting
 from rsdistill.runs.claim import RunLock
-from rsdistill.experiments.suite_plan import SuiteFolder, plan
-from rsdistill.experiments.suite_spec import load_suite
+from rsdistill.experiments.suite.plan import SuiteFolder, plan
+from rsdistill.experiments.suite.spec import load_suite
 from rsdistill.reports.tables import Table, mean_std
 
 from .browser import open_page
@@ -395,7 +395,7 @@ def test_a_cell_killed_while_its_run_was_starting_starts_afresh(tmp_path):
 
 
 def test_the_report_flags_each_distilled_row_below_the_student_alone_per_split_with_the_teachers_margin():
-    from rsdistill.experiments.suite_report import below_alone_flags
+    from rsdistill.experiments.suite.report import below_alone_flags
 
     class Mean:
         def __init__(self, v):

@@ -389,7 +389,7 @@ def suite(suite_file: str | Path, out: str | Path, *, jobs: int = 1, set: Sequen
     """Run a suite file's grid of methods x splits x seeds into the folder ``out`` (each cell its
     own process; finished cells of an earlier call are kept) and write its report; ``rsdistill
     suite``. ``set`` overrides fields of the suite file: ``["seeds=[0]"]`` or ``{"seeds": [0]}``."""
-    from .experiments.suite import run_suite
+    from .experiments.suite.scheduler import run_suite
 
     set = suite_overrides(set)
     if command is None:
@@ -415,7 +415,7 @@ def suite_overrides(set: Sequence[str] | Mapping[str, Any]) -> list[str]:
 def report(folder: str | Path, *, epoch: str = "last") -> Path:
     """Write a suite folder's tables, figures, results.json and report.html (``epoch``: the last
     epoch's accuracy or the ``best`` one's); returns report.html; ``rsdistill report``."""
-    from .experiments.suite_report import write_report
+    from .experiments.suite.report import write_report
 
     if epoch not in ("last", "best"):
         raise RsDistillError(f"report: epoch is 'last' or 'best' (got {epoch!r})")

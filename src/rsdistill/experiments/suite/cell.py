@@ -23,10 +23,10 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from ..errors import RsDistillError
-from ..io import atomic_write_json
-from ..runs.folder import RunDir
-from .suite_plan import SuiteFolder
+from ...errors import RsDistillError
+from ...io import atomic_write_json
+from ...runs.folder import RunDir
+from .plan import SuiteFolder
 
 log = logging.getLogger("rsdistill")
 
@@ -50,8 +50,8 @@ def run_cell(root: str, cell_id: str, config: dict[str, Any], threads: int, env:
 
 
 def _run(folder: SuiteFolder, cell_id: str, config: dict[str, Any], nproc: int = 1) -> int:
-    from ..config import build_config
-    from .collect import run_or_resume
+    from ...config import build_config
+    from ..collect import run_or_resume
 
     run_dir = folder.run_dir(cell_id)
     record = folder.read_record(cell_id) or {"id": cell_id, "attempts": []}
@@ -95,11 +95,11 @@ def _run(folder: SuiteFolder, cell_id: str, config: dict[str, Any], nproc: int =
 
 
 def run_under_torchrun(folder: SuiteFolder, cell_id: str, config: dict[str, Any], nproc: int) -> None:
-    """The cell's run as ``nproc`` torchrun processes on this machine (experiments/cell_torchrun.py);
+    """The cell's run as ``nproc`` torchrun processes on this machine (experiments/suite/torchrun.py);
     their output goes to ``cells/<cell id>.torchrun.log``, whose last error is the cell's error."""
     import subprocess
 
-    from ..config import build_config
+    from ...config import build_config
 
     build_config(config, source=f"cell {cell_id}")  # a bad config fails here, not in N processes
     stem = folder.record(cell_id).with_suffix("")
@@ -107,7 +107,7 @@ def run_under_torchrun(folder: SuiteFolder, cell_id: str, config: dict[str, Any]
     atomic_write_json(config_file, config)
     env = dict(os.environ, OMP_NUM_THREADS=str(max(1, int(os.environ.get("OMP_NUM_THREADS", "1")) // nproc)))
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               "-m", "rsdistill.experiments.cell_torchrun", str(config_file), str(folder.run_dir(cell_id))]
+               "-m", "rsdistill.experiments.suite.torchrun", str(config_file), str(folder.run_dir(cell_id))]
     log.info("%s: torchrun, %d processes (log: %s)", cell_id, nproc, log_file)
     with open(log_file, "a") as out:
         code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
@@ -121,8 +121,8 @@ def restart_if_killed_while_starting(run_dir: Path) -> None:
     """A run killed right after writing its config.yaml and before its split.json (a run writes
     config.yaml first) cannot be resumed, and has trained nothing yet: clear what it wrote so that
     the cell starts afresh instead of failing for good."""
-    from ..runs.claim import RunLock, clear_unstarted_run
-    from .single import killed_while_starting
+    from ...runs.claim import RunLock, clear_unstarted_run
+    from ..single import killed_while_starting
 
     if not killed_while_starting(run_dir):
         return
@@ -166,7 +166,7 @@ def peak_cuda_mb() -> float | None:
 def step_costs(run_dir: Path, batch_size: int) -> tuple[float | None, float | None]:
     """From the run's metrics.jsonl, read once: the training steps' time per iteration and the
     share of it spent waiting for data (analysis.curves); None for what the logs do not give."""
-    from ..analysis.curves import data_wait_share, seconds_per_iteration
+    from ...analysis.curves import data_wait_share, seconds_per_iteration
 
     run = RunDir(run_dir)
     records = run.read_epochs()

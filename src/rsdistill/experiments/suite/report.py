@@ -32,16 +32,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..analysis import figures
-from ..errors import RsDistillError
-from ..io import atomic_write_json
-from ..reports.below_alone import below_alone_note
-from ..reports.html import ReportSection, write_html, write_markdown
-from ..reports.tables import Table, mean_std
-from ..runs.folder import RunDir
-from .suite_plan import Cell, SuiteFolder
-from .suite_profile import caption as cost_caption
-from .suite_profile import cost_table, profile_suite
+from ...analysis import figures
+from ...errors import RsDistillError
+from ...io import atomic_write_json
+from ...reports.below_alone import below_alone_note
+from ...reports.html import ReportSection, write_html, write_markdown
+from ...reports.tables import Table, mean_std
+from ...runs.folder import RunDir
+from .plan import Cell, SuiteFolder
+from .profile import caption as cost_caption
+from .profile import cost_table, profile_suite
 
 ACCURACY = {"last": ("top1", "top5"), "best": ("best_top1", "best_top5")}
 COST_COLUMNS = ["ms/iter", "data wait (%)", "peak RAM (MB)", "train (min/run)"]

@@ -28,14 +28,14 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, RsDistillError
-from ..io import atomic_write_json, atomic_write_text
-from .collect import differing_settings
-from ..runs.claim import RunDirectoryInUse, RunLock, check_outside_data
-from ..runs.folder import RunDir, Status
-from .suite_cell import run_cell
-from .suite_plan import Cell, SuiteFolder, config_paths, manifest, old_root, plan, suite_yaml
-from .suite_spec import load_suite
+from ...errors import ConfigError, RsDistillError
+from ...io import atomic_write_json, atomic_write_text
+from ..collect import differing_settings
+from ...runs.claim import RunDirectoryInUse, RunLock, check_outside_data
+from ...runs.folder import RunDir, Status
+from .cell import run_cell
+from .plan import Cell, SuiteFolder, config_paths, manifest, old_root, plan, suite_yaml
+from .spec import load_suite
 
 log = logging.getLogger("rsdistill")
 
@@ -53,7 +53,7 @@ class SuiteOutcome:
 
 def run_suite(suite_file: str | Path, out: str | Path, *, jobs: int = 1, overrides: list[str] = (),
               command: list[str] | None = None, verbose: bool = True, nproc_per_cell: int = 1) -> SuiteOutcome:
-    from .suite_report import write_report
+    from .report import write_report
 
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1 (got {jobs})")
@@ -149,7 +149,7 @@ def follow_move(cells: list[Cell], folder: SuiteFolder) -> None:
 
 
 def _generate_data(suite, folder: SuiteFolder) -> None:
-    from ..synth import generate_dataset
+    from ...synth import generate_dataset
 
     for name, ds in suite.spec.datasets.items():
         if ds.synth is not None:
@@ -178,7 +178,7 @@ def _context():
     """A fork server that has imported torch once; spawn where there is none (Windows)."""
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["rsdistill.experiments.cell_preload"])
+        ctx.set_forkserver_preload(["rsdistill.experiments.suite.preload"])
         return ctx
     return multiprocessing.get_context("spawn")
 

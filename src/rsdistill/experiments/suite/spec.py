@@ -19,10 +19,10 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from .. import yamlfile
-from ..config import Preset, build_config, deep_merge, split_set_item
-from ..errors import ConfigError
-from ..section import Section, format_validation_error, suggest
+from ... import yamlfile
+from ...config import Preset, build_config, deep_merge, split_set_item
+from ...errors import ConfigError
+from ...section import Section, format_validation_error, suggest
 
 # Run-config fields that the suite's own structure sets in every cell.
 STRUCTURAL = {
@@ -134,8 +134,8 @@ class RoleSpec(WithOverrides):
     @field_validator("model")
     @classmethod
     def _known_model(cls, name: str | None) -> str | None:
-        from ..models.registry import MODELS
-        from ..models.timm_models import is_timm_name
+        from ...models.registry import MODELS
+        from ...models.timm_models import is_timm_name
 
         if name is not None and name not in MODELS and not is_timm_name(name):
             raise ValueError(f"unknown model '{name}'{suggest(name, MODELS)}; see `rsdistill models` "
@@ -219,7 +219,7 @@ class MethodSpec(WithOverrides):
 
 
 def _check_method(name: str) -> None:
-    from ..distillers import registry
+    from ...distillers import registry
 
     if name == "ce" or name in registry.ALIASES:
         return

@@ -34,10 +34,10 @@ from typing import Any
 
 import yaml
 
-from ..config import PATH_FIELDS, build_config, load_yaml
-from ..errors import ConfigError, RsDistillError
-from ..runs.folder import METRICS, RunDir
-from .suite_spec import SuiteFile, nested, split_ratios, split_slug, sweep_rows, value_text
+from ...config import PATH_FIELDS, build_config, load_yaml
+from ...errors import ConfigError, RsDistillError
+from ...runs.folder import METRICS, RunDir
+from .spec import SuiteFile, nested, split_ratios, split_slug, sweep_rows, value_text
 
 MANIFEST_VERSION = 1
 

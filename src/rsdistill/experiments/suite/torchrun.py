@@ -2,7 +2,7 @@
 cell builds its resolved config and runs (or resumes) its run directory, data-parallel as
 ``torchrun -m rsdistill distill`` would; the cell process that started torchrun keeps the record.
 
-    python -m torch.distributed.run --standalone --nproc_per_node N -m rsdistill.experiments.cell_torchrun CONFIG.json RUN_DIR
+    python -m torch.distributed.run --standalone --nproc_per_node N -m rsdistill.experiments.suite.torchrun CONFIG.json RUN_DIR
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import json
 import sys
 from pathlib import Path
 
-from ..config import build_config
-from ..errors import RsDistillError
-from .collect import run_or_resume
+from ...config import build_config
+from ...errors import RsDistillError
+from ..collect import run_or_resume
 
 
 def main(argv: list[str]) -> int:

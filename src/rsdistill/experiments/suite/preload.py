@@ -10,4 +10,5 @@ matplotlib.use("Agg")  # the cells write PNGs only (as reports/per_class.py does
 import matplotlib.pyplot  # noqa: E402,F401
 import torch.utils.tensorboard  # noqa: E402,F401
 
-from . import single, suite_cell  # noqa: E402,F401
+from .. import single  # noqa: E402,F401
+from . import cell  # noqa: E402,F401

@@ -17,10 +17,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..deploy import profile as prof
-from ..io import atomic_write_json
-from ..reports.tables import Table
-from ..runs.folder import RunDir
+from ...deploy import profile as prof
+from ...io import atomic_write_json
+from ...reports.tables import Table
+from ...runs.folder import RunDir
 
 log = logging.getLogger("rsdistill")
 
@@ -82,8 +82,8 @@ def pick_run(results: list[Any], role: str) -> tuple[Any | None, str | None]:
     """The cell whose run stands for ``role``: a finished one (a method cell before a sweep's), else
     an unfinished one whose run already holds a checkpoint (the architecture's cost does not depend
     on training), with a note saying so; (None, why) when there is none."""
-    from ..engine.checkpoint import resolve_checkpoint
-    from ..errors import RsDistillError
+    from ...engine.checkpoint import resolve_checkpoint
+    from ...errors import RsDistillError
 
     mine = [r for r in results if (r.cell.kind == "teacher") == (role == "teacher")]
     mine.sort(key=lambda r: r.cell.kind == "sweep")
@@ -114,7 +114,7 @@ def _cost(run_dir: Path, cache: dict[str, Any], root: Path) -> tuple[str, dict[s
     measured with the same settings."""
     import torch
 
-    from ..engine.checkpoint import load_model, resolve_checkpoint
+    from ...engine.checkpoint import load_model, resolve_checkpoint
 
     ckpt = resolve_checkpoint(run_dir)
     size = _image_size(run_dir)
@@ -152,7 +152,7 @@ def _named_cost(name: str, classes: int, size: int, cache: dict[str, Any]) -> tu
     """A teacher with no run of its own (a weights file): its architecture, built by name."""
     import torch
 
-    from ..models import build_model
+    from ...models import build_model
 
     key = json.dumps(["model", name, classes, size, prof.QUICK])
     if key in cache:
