@@ -115,3 +115,32 @@ def test_no_import_cycle_in_the_package():
     graph = {n: imports_of(n) for n in MODULES}
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+# The packages (and top-level modules) from the bottom up: each may import only those before it,
+# deferred imports included (docs/development.md). The root package, the public facade, is on top.
+ORDER = ["errors", "section", "yamlfile", "io", "synth", "models", "runs", "data", "distillers", "config",
+         "reports", "engine", "loss", "deploy", "analysis", "experiments", "api", "cli", "__main__", "rsdistill"]
+
+
+def package_of(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{m} -> {t}" for m, targets in graph.items() for t in targets
+                  if ORDER.index(package_of(t)) > ORDER.index(package_of(m)))
+
+
+def test_no_package_imports_one_above_it():
+    assert {package_of(m) for m in MODULES} == set(ORDER), "a new package or module: give it its place in ORDER"
+    upward = upward_imports({m: imports_of(m) for m in MODULES})
+    assert not upward, "imports of a package above: " + "; ".join(upward)
+
+
+def test_an_import_of_a_package_above_is_found():
+    # what data.datamodule did before the data section moved into data/
+    assert upward_imports({"rsdistill.data.datamodule": {"rsdistill.config", "rsdistill.data.splits"}}) == [
+        "rsdistill.data.datamodule -> rsdistill.config"]
+    assert upward_imports({"rsdistill.config": {"rsdistill.data.config"}}) == []

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from ..config import DataConfig
+from .config import DataConfig
 from ..errors import ConfigError, DataError
 from .bad_images import decode_parts
 from .bands import resolve_bands

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.transforms import v2
 
-from ..config import DataConfig
+from .config import DataConfig
 
 
 class RandomRot90(nn.Module):
