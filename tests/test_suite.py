@@ -19,7 +19,7 @@ import yaml
 from rsdistill.engine.runlog import read_jsonl
 from rsdistill.errors import ConfigError
 from rsdistill.experiments.suite.cell import restart_if_killed_while_starting
-from rsdistill.runs.claim import RunLock
+from rsdistill.runs.claim import RunDirectoryInUse, RunLock
 from rsdistill.experiments.suite.plan import SuiteFolder, plan
 from rsdistill.experiments.suite.spec import load_suite
 from rsdistill.reports.tables import Table, mean_std
@@ -188,6 +188,15 @@ def test_a_killed_suite_resumes_without_redoing_finished_cells(capsys, scenes, t
     assert done.is_file() and started.is_file(), proc.stderr.read().decode()[-2000:]
     assert not (out / "runs/scenes/8_2/kd/seed0/metrics.json").is_file(), "the kill came too late"
     finished_at = done.stat().st_mtime_ns
+    # the running cell notices that its suite is gone and stops by itself (on a loaded machine,
+    # not at once): until then its run folder is rightly in use
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            RunLock(out / "runs/scenes/8_2/kd/seed0").acquire().release()
+            break
+        except RunDirectoryInUse:
+            time.sleep(0.2)
 
     code, stdout, err = run_cli(capsys, "-q", "suite", suite, "--out", out)
     assert code == 0, err
