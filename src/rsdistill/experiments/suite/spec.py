@@ -191,6 +191,9 @@ class MethodSpec(WithOverrides):
     # The method's own config files (e.g. ../recipes/cifar100/dkd.yaml: the paper's settings for the
     # recipe), layered after the student's; relative to the suite file.
     config: list[str] = []
+    # Only at these of the suite's seeds (e.g. the costly baselines at one seed; a row given none
+    # of them, after --set seeds=..., is left out); default: all.
+    seeds: list[int] | None = None
 
     @field_validator("name")
     @classmethod
@@ -216,6 +219,10 @@ class MethodSpec(WithOverrides):
     @property
     def row_label(self) -> str:
         return self.label or self.name
+
+    def runs_at(self, seeds: list[int]) -> list[int]:
+        """The suite's ``seeds`` this row runs at."""
+        return [k for k in seeds if self.seeds is None or k in self.seeds]
 
 
 def _check_method(name: str) -> None:
