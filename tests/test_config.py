@@ -123,7 +123,8 @@ def test_resolved_config_round_trips_through_yaml():
 def test_every_shipped_config_file_is_valid_and_keeps_the_articles_schedule():
     from pathlib import Path
 
-    files = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+    files = sorted(f for f in (Path(__file__).parent.parent / "configs").glob("*.yaml")
+                   if not f.name.startswith("_"))  # _article.yaml: a fragment the others extend
     assert len(files) >= 7
     for file in sorted((Path(__file__).parent.parent / "configs").glob("*/*.yaml")):
         if file.parent.name == "suites":
@@ -135,6 +136,39 @@ def test_every_shipped_config_file_is_valid_and_keeps_the_articles_schedule():
             assert cfg.train.milestones == [60, 120, 160], file
             assert cfg.data.preset in ("ucm", "aid", "nwpu")
             assert cfg.data.train_ratio == {"8_2": 0.8, "5_5": 0.5}[file.stem[-3:]]
+
+
+# The article's settings: what every {aid,nwpu,ucm}_{8_2,5_5}.yaml held written out before they
+# extended configs/_article.yaml; each must still read as exactly this, with its preset and split.
+ARTICLE = {
+    "data": {"image_size": 224, "val_ratio": 0.0, "crop_padding": 0.125, "hflip": True, "rs_aug": False,
+             "cache": "disk"},
+    "train": {"epochs": 200, "lr": 0.1, "momentum": 0.9, "weight_decay": 0.0005, "batch_size": 64,
+              "test_batch_size": 128, "lr_decay": 0.1},
+}
+
+
+@pytest.mark.parametrize("dataset", ["aid", "nwpu", "ucm"])
+@pytest.mark.parametrize("split, ratio", [("8_2", 0.8), ("5_5", 0.5)])
+def test_each_article_config_is_the_shared_settings_with_its_dataset_and_split(dataset, split, ratio):
+    from pathlib import Path
+
+    file = Path(__file__).parent.parent / "configs" / f"{dataset}_{split}.yaml"
+    assert load_yaml(file) == {"data": {**ARTICLE["data"], "preset": dataset, "train_ratio": ratio},
+                               "train": ARTICLE["train"]}
+
+
+def test_a_config_file_extends_a_base_of_its_folder_mappings_merged_lists_replaced(tmp_path):
+    (tmp_path / "_base.yaml").write_text("train: {epochs: 10, lr: 0.2, milestones: [3, 6]}\ndata: {image_size: 32}\n")
+    (tmp_path / "mid.yaml").write_text("extends: _base.yaml\ntrain: {epochs: 20}\n")
+    (tmp_path / "run.yaml").write_text("extends: mid.yaml\ntrain: {milestones: [5]}\n")
+    assert load_yaml(tmp_path / "run.yaml") == {"train": {"epochs": 20, "lr": 0.2, "milestones": [5]},
+                                                "data": {"image_size": 32}}
+    for base, error in [("../_base.yaml", "same folder"), ("missing.yaml", "does not exist"), ("run.yaml", "a loop")]:
+        (tmp_path / "run.yaml").write_text(f"extends: {base}\n")
+        with pytest.raises(ConfigError, match=error) as e:
+            load_yaml(tmp_path / "run.yaml")
+        assert "run.yaml: extends:" in str(e.value)
 
 
 def _float_fields(section: type, prefix: str):

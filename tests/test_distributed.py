@@ -23,7 +23,7 @@ from rsdistill.engine.checkpoint import read_checkpoint
 from rsdistill.engine.distributed import SINGLE, Distributed, check_batch_size, from_env, reduce_sums
 from rsdistill.engine.runlog import read_jsonl
 from rsdistill.errors import ConfigError
-from rsdistill.experiments.single import evaluate
+from rsdistill.experiments.evaluate import evaluate
 
 from .conftest import TINY
 

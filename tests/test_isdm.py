@@ -339,6 +339,27 @@ def test_ablate_runs_all_rows_writes_the_table_and_skips_finished_runs(capsys, s
     assert (out / "isdm" / "seed0" / "metrics.json").stat().st_mtime_ns == stamp
 
 
+def test_the_ablate_rows_are_the_isdm_rows_of_the_ablation_suite(tmp_path):
+    from rsdistill.experiments.ablate import ABLATION_SUITE, ablation_rows
+    from rsdistill.experiments.suite.spec import load_suite
+
+    rows = ablation_rows()
+    suite_rows = [(m.name, m.row_label) for m in load_suite(ABLATION_SUITE).spec.methods if m.method == "isdm"]
+    assert [(r.slug, r.label) for r in rows] == suite_rows == [
+        ("isdm", "ISDM (IS + DM)"), ("wo_is", "w/o IS"), ("wo_dm", "w/o DM"), ("wo_both", "w/o IS and DM (= KD)"),
+        ("is_fm3", "IS + FM (m = 3)"), ("is_fm5", "IS + FM (m = 5)"), ("is_fm7", "IS + FM (m = 7)")]
+    # every row names both switches (a base config setting one never changes a row); m where the margin is fixed
+    assert [r.method for r in rows] == [
+        {"scaling": True, "margin": "dynamic"}, {"scaling": False, "margin": "dynamic"},
+        {"scaling": True, "margin": "none"}, {"scaling": False, "margin": "none"},
+        *({"scaling": True, "margin": "fixed", "m": m} for m in (3, 5, 7))]
+    # the rows are the file's: a row added there is a row of the ablation
+    edited = tmp_path / "ablation.yaml"
+    edited.write_text(ABLATION_SUITE.read_text() + "  - {name: is_fm9, method: isdm, label: IS + FM (m = 9), "
+                      "set: {method.margin: fixed, method.m: 9}}\n")
+    assert ablation_rows(edited)[-1].slug == "is_fm9" and len(ablation_rows(edited)) == 8
+
+
 def test_ablate_rows_runs_and_tabulates_only_the_named_rows(capsys, scenes, teacher_run, tmp_path):
     from .conftest import TINY, run_cli
 

@@ -20,7 +20,7 @@ from rsdistill.engine.runlog import read_jsonl
 from rsdistill.errors import ConfigError
 from rsdistill.experiments.suite.cell import restart_if_killed_while_starting
 from rsdistill.runs.claim import RunDirectoryInUse, RunLock
-from rsdistill.experiments.suite.plan import SuiteFolder, plan
+from rsdistill.experiments.suite.plan import SuiteFolder, manifest, plan
 from rsdistill.experiments.suite.spec import load_suite
 from rsdistill.reports.tables import Table, mean_std
 
@@ -279,6 +279,42 @@ def test_the_shipped_suite_files_expand_into_cells(tmp_path, monkeypatch):
     assert kd["teacher"] == {**kd["teacher"], "model": "resnet34",
                              "checkpoint": str(tmp_path / "WEIGHTS_DIR" / "resnet34-b627a593.pth")}
     assert kd["method"]["T"] == 1.0 and kd["train"]["milestones"] == [30, 60, 90]
+
+
+def test_a_row_with_seeds_runs_only_at_those_of_the_suites_seeds(tmp_path, monkeypatch):
+    monkeypatch.setenv("AID_DIR", str(tmp_path / "aid"))
+    suite = REPO / "configs/suites/cpu_protocol.yaml"
+    cells = plan(load_suite(suite), SuiteFolder(tmp_path / "out"))
+    seeds = {row: sorted(c.seed for c in cells if c.row == row) for row in dict.fromkeys(c.row for c in cells)}
+    assert seeds == {"teacher": [0], **{r: [0, 1, 2] for r in ("alone", "kd", "isdm", "wo_is", "wo_dm")},
+                     **{r: [0] for r in ("dkd", "kd_ls", "sdd", "fitnet", "at", "mlld")}}
+    # a row given none of the suite's seeds is left out (of the cells and of the report's rows)
+    one = load_suite(suite, ["seeds=[1]", "teacher.seed=1"])
+    assert {c.row for c in plan(one, SuiteFolder(tmp_path / "one"))} == {"teacher", "alone", "kd", "isdm", "wo_is",
+                                                                          "wo_dm"}
+    rows = manifest(one, plan(one, SuiteFolder(tmp_path / "one")), [], SuiteFolder(tmp_path / "one"))["rows"]
+    assert [r["row"] for r in rows] == ["alone", "kd", "isdm", "wo_is", "wo_dm"]
+
+
+def test_protocol_sh_runs_the_cpu_protocol_suite_on_the_data_it_is_given(tmp_path):
+    """scripts/protocol.sh AID_DIR OUT: the suite cpu_protocol.yaml on AID 5:5 at 64 px, with SEEDS
+    and EXTRA (overrides for every student) as --set items."""
+    (tmp_path / "aid").mkdir()
+    env = {**os.environ, "RSDISTILL": "echo", "SEEDS": "0 1", "EXTRA": "train.epochs=20"}
+    out = subprocess.run([str(REPO / "scripts/protocol.sh"), "aid", "run"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out[:6] == ["suite", str(REPO / "configs/suites/cpu_protocol.yaml"), "--out", "run", "--jobs", "2"]
+    cells = plan(load_suite(out[1], out[7:]), SuiteFolder(tmp_path / "run"))
+    teacher = next(c for c in cells if c.row == "teacher").config
+    isdm = next(c for c in cells if c.row == "isdm").config
+    assert teacher["data"]["root"] == isdm["data"]["root"] == str(tmp_path / "aid")
+    assert teacher["train"]["epochs"] == 50 and isdm["train"]["epochs"] == 20 and isdm["data"]["view_bank"] == 8
+    assert isdm["data"]["image_size"] == 64 and isdm["data"]["train_ratio"] == 0.5
+    assert sorted({c.seed for c in cells}) == [0, 1]
+    assert next(c for c in cells if c.row == "dkd").config["method"]["beta"] == 2.0
+    missing = subprocess.run([str(REPO / "scripts/protocol.sh"), "nothere", "run"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True)
+    assert missing.returncode == 2 and "AID_DIR: no folder 'nothere'" in missing.stderr
 
 
 def test_a_cifar100_suite_on_the_published_split_with_a_weights_file_teacher_runs_each_cell_under_torchrun(

@@ -12,12 +12,19 @@ from dataclasses import replace
 import pytest
 import torch
 
-from rsdistill.config import DataConfig
+from rsdistill.config import DataConfig, build_config
 from rsdistill.data.datamodule import DataModule
 from rsdistill.data.view_bank import ViewBank
 from rsdistill.distillers import registry
 from rsdistill.engine.checkpoint import load_model
-from rsdistill.engine.teacher_cache import CACHEABLE, cache_key, compute_teacher_logits, load_or_build
+from rsdistill.engine.teacher_cache import (
+    CACHEABLE,
+    cache_directory,
+    cache_key,
+    compute_teacher_logits,
+    load_or_build,
+    uses_teacher_cache,
+)
 
 from .conftest import TINY, build_distiller, calibrate_teacher, run_cli
 
@@ -146,6 +153,24 @@ def test_a_feature_method_runs_its_teacher_live_on_the_bank(capsys, scenes, teac
 def test_the_cache_serves_kd_dkd_and_isdm_and_mlld_with_its_live_strong_view_runs_live():
     assert sorted(LOGIT_METHODS) == ["dkd", "isdm", "kd"]
     assert registry.get("mlld").teacher_outputs <= CACHEABLE and "two_views" in registry.get("mlld").needs
+
+
+@pytest.mark.parametrize("method, layer, cached", [
+    ("kd", {}, True),
+    ("isdm", {}, True),
+    ("kd", {"data": {"view_bank": 0}}, False),  # no bank: nothing to look up
+    ("kd", {"teacher": {"cache": False}}, False),  # switched off
+    ("fitnet", {}, False),  # needs the teacher's features
+    ("mlld", {}, False),  # its strong view is drawn live
+])
+def test_a_run_uses_the_cache_only_for_logits_on_the_banks_views(method, layer, cached):
+    cfg = build_config({"method": {"name": method}, "data": {"view_bank": 8}}, layer)
+    assert uses_teacher_cache(cfg, registry.get(method)) is cached
+
+
+def test_cache_files_are_kept_only_with_the_disk_cache(tmp_path):
+    assert cache_directory(DataConfig(cache="disk", cache_dir=str(tmp_path))) == tmp_path
+    assert cache_directory(DataConfig(cache="memory")) is None
 
 
 def test_a_student_alone_trains_on_the_bank_too(capsys, scenes, tmp_path):

@@ -333,7 +333,7 @@ def evaluate(run: str | Path, *, data: str | Path | None = None, preset: str | N
     """Top-1/top-5 and per-class accuracy of a run's model (a run folder or a checkpoint) on a part
     of its split (``test``, ``val``, ``train``); ``rsdistill eval``. ``data`` (a folder or
     ``LAYOUT:DIR``) defaults to the run's dataset; ``out`` also writes eval.json and per-class files."""
-    from .experiments.single import evaluate as evaluate_run
+    from .experiments.evaluate import evaluate as evaluate_run
 
     layout, data_root = split_data_argument(str(data), preset) if data else (None, None)
     result = evaluate_run(run, data_root, preset=preset or layout, split_file=str(split_file) if split_file else None,

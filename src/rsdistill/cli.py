@@ -127,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", nargs="+", metavar="DEV", help="cpu, cuda (default: cpu, and cuda where present)")
     p.add_argument("--out", metavar="STEM", help="also write STEM.json and STEM.md")
 
-    p = sub.add_parser("ablate", help="ISDM ablation (article Table 4): five rows over seeds, then the table")
+    p = sub.add_parser("ablate", help="ISDM ablation (article Table 4): the ISDM rows of "
+                                      "configs/suites/ablation.yaml over seeds, then the table")
     _add_run_options(p)
     p.add_argument("--teacher", metavar="RUN_OR_CKPT", required=True)
     p.add_argument("--student", help="student model name (default resnet18)")

@@ -28,6 +28,7 @@ from pydantic import (
 
 from .distillers import registry
 from . import yamlfile
+from .yamlfile import deep_merge  # noqa: F401 - also the merge of config layers elsewhere (api, suites)
 from .errors import ConfigError
 # The data section lives with the data (data/config.py); its names are re-exported here, beside
 # the other sections, for the code and users that import them from rsdistill.config.
@@ -218,18 +219,13 @@ def parse_set(items: list[str]) -> dict[str, Any]:
     return tree
 
 
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in override.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = deep_merge(out[k], v)
-        else:
-            out[k] = v
-    return out
-
-
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
+    """A config file's layer, on top of the file its ``extends:`` names (same folder; mappings
+    merged, lists replaced)."""
+    return yamlfile.load_extending(Path(path), _read_layer, "config file")
+
+
+def _read_layer(p: Path) -> dict[str, Any]:
     data = yamlfile.load_file(p)  # one-line errors: missing, a folder, not UTF-8, line and column
     if data is None:
         return {}

@@ -4,11 +4,13 @@ Stricter than ``yaml.safe_load`` where it would silently change what was written
 twice in one mapping is an error (PyYAML keeps the last one), and every error is one line that
 keeps the file, line and column. A config file must be a UTF-8 text file.
 
-Imports nothing of the package but ``errors``.
+A file may start from another of its folder (``extends: _base.yaml``, :func:`load_extending`): run
+configs and suite files alike. Imports nothing of the package but ``errors``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +83,35 @@ def read_text(path: str | Path, what: str = "config file") -> str:
 
 def load_file(path: str | Path, what: str = "config file") -> Any:
     return loads(read_text(path, what), f"{what} '{path}'")
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` on top of ``base``: mappings merge key by key, anything else is replaced whole."""
+    out = dict(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def load_extending(path: Path, read: Callable[[Path], dict[str, Any]], what: str,
+                   seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The mapping ``read`` gives for ``path``, on top of the file its ``extends:`` names (and that
+    file's own base): mappings merge key by key, this file winning; lists and values are replaced
+    whole. A base lives in the file's folder, so that relative paths in either read the same; by
+    convention a fragment that is no ``what`` of its own starts with ``_``."""
+    raw = read(path)
+    base_name = raw.pop("extends", None)
+    if base_name is None:
+        return raw
+    if not isinstance(base_name, str) or Path(base_name).name != base_name:
+        raise ConfigError(f"{path}: extends: give the name of a {what} in the same folder, not {base_name!r} "
+                          "(relative paths in both are read from this folder)")
+    base = path.parent / base_name
+    if base.resolve() in [p.resolve() for p in (*seen, path)]:
+        raise ConfigError(f"{path}: extends: '{base_name}' extends this file again (a loop)")
+    if not base.is_file():
+        raise ConfigError(f"{path}: extends: '{base}' does not exist")
+    return deep_merge(load_extending(base, read, what, (*seen, path)), raw)

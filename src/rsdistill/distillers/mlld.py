@@ -112,7 +112,7 @@ def confidence_masks(teacher_weak_logits: Tensor, mode: str) -> tuple[Tensor | N
 @register("mlld")
 class MLLD(Distiller[MLLDConfig]):
     # Logits only, but of a strong view drawn live at every step: a cache of the bank's views
-    # cannot stand in for the teacher (see experiments.single.uses_teacher_cache).
+    # cannot stand in for the teacher (see engine.teacher_cache.uses_teacher_cache).
     teacher_outputs = frozenset({"logits"})
     needs = frozenset({"two_views"})
     summary = "MLLD: instance/batch/class-level logit alignment over temperatures and two views (Jin et al. 2023)"

@@ -9,6 +9,9 @@ The cache is keyed by everything its values depend on: the teacher's weights (an
 normalisation), the training split, the decoded training images, the bank (K, the seed, the image
 size, the crop padding and the orientations). A cache file whose key differs is rebuilt, never
 reused; a damaged one too.
+
+Whether a run uses the cache at all is decided here too (:func:`run_teacher_cache`): a run asks for
+its teacher's outputs and gets either the cache or None (the teacher then runs live).
 """
 
 from __future__ import annotations
@@ -20,17 +23,22 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
-from ..data.datamodule import DataModule
+from ..data.datamodule import DataModule, default_cache_dir
 from ..data.sampling import Shard
 from ..errors import load_failure
 from ..io import atomic_write
 from ..models import ModelAdapter
 from .batch import move
 from .distributed import SINGLE, Distributed, all_reduce_sum, broadcast_object, broadcast_tensor
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
+    from ..data.config import DataConfig
 
 log = logging.getLogger("rsdistill")
 
@@ -188,6 +196,31 @@ def load_or_build_distributed(teacher: ModelAdapter, data: DataModule, device: t
         if file is not None and ctx.is_main:
             atomic_write(file, lambda f: torch.save({"key": asdict(key), "logits": logits}, f))
     return TeacherOutputCache(logits, key)
+
+
+def uses_teacher_cache(cfg: RunConfig, method_cls: type) -> bool:
+    """A bank of views, the cache not switched off, and a method that uses only the teacher's
+    logits (the others need its features and run it live) on the bank's views only (a second,
+    strongly augmented view is drawn live at every step)."""
+    return (bool(cfg.data.view_bank) and cfg.teacher.cache and method_cls.teacher_outputs <= CACHEABLE
+            and "two_views" not in method_cls.needs)
+
+
+def cache_directory(data_cfg: DataConfig) -> Path | None:
+    """Where cache files are kept: beside the decoded images (data.cache: disk), else nowhere (the
+    cache is computed for the run and not kept)."""
+    if data_cfg.cache != "disk":
+        return None
+    return Path(data_cfg.cache_dir) if data_cfg.cache_dir else default_cache_dir()
+
+
+def run_teacher_cache(cfg: RunConfig, method_cls: type, teacher: ModelAdapter | None, data: DataModule,
+                      device: torch.device, ctx: Distributed = SINGLE) -> TeacherOutputCache | None:
+    """The cache a run of ``method_cls`` with ``cfg`` uses, read or built; None where the run has no
+    teacher or runs it live (:func:`uses_teacher_cache`)."""
+    if teacher is None or not uses_teacher_cache(cfg, method_cls):
+        return None
+    return load_or_build(teacher, data, device, cache_directory(cfg.data), cfg.train.test_batch_size, ctx)
 
 
 def _read(file: Path | None, key: CacheKey, shape: tuple[int, int, int]) -> Tensor | None:

@@ -2,6 +2,9 @@
 
 Rows (each over the given seeds, same teacher, same split):
   ISDM; w/o IS; w/o DM; w/o IS and DM (= KD with weight gamma); IS + fixed margin, m = 3, 5, 7.
+They are the ISDM rows of the ablation suite, ``configs/suites/ablation.yaml``, read with the suite
+engine's reader: `rsdistill ablate` and `rsdistill suite configs/suites/ablation.yaml` run the same
+rows (the suite adds the student alone and KD beside them, at its own protocol).
 Run directories: ``OUT/<row>/seed<k>``; finished runs are skipped when the command is re-run.
 """
 
@@ -9,25 +12,47 @@ from __future__ import annotations
 
 import logging
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..config import RunConfig, build_config
-from ..errors import RsDistillError
+from ..distillers import registry
+from ..errors import ConfigError, RsDistillError
 from ..reports.tables import Table, mean_std
 from .collect import read_metrics, run_or_resume
+from .suite.spec import load_suite
 
 log = logging.getLogger("rsdistill")
 
-ROWS: list[tuple[str, str, dict[str, Any]]] = [
-    ("isdm", "ISDM (IS + DM)", {"scaling": True, "margin": "dynamic"}),
-    ("wo_is", "w/o IS", {"scaling": False, "margin": "dynamic"}),
-    ("wo_dm", "w/o DM", {"scaling": True, "margin": "none"}),
-    ("wo_both", "w/o IS and DM (= KD)", {"scaling": False, "margin": "none"}),
-    ("is_fm3", "IS + FM (m = 3)", {"scaling": True, "margin": "fixed", "m": 3.0}),
-    ("is_fm5", "IS + FM (m = 5)", {"scaling": True, "margin": "fixed", "m": 5.0}),
-    ("is_fm7", "IS + FM (m = 7)", {"scaling": True, "margin": "fixed", "m": 7.0}),
-]
+# The suite file beside the package's source (src/rsdistill/experiments/ -> the repository's
+# configs/suites/): rsdistill is installed from its repository (pip install -e), like the suite
+# files every `rsdistill suite` command names.
+ABLATION_SUITE = Path(__file__).resolve().parents[3] / "configs" / "suites" / "ablation.yaml"
+# The switches the table shows; every row gives both, so that a base config setting one of them
+# (--config, --set) never changes what a row is.
+SWITCHES = ("scaling", "margin")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the table: its folder name, its label, and ISDM's fields it sets (both switches,
+    and ``m`` with a fixed margin)."""
+
+    slug: str
+    label: str
+    method: dict[str, Any]
+
+
+def ablation_rows(suite_file: Path = ABLATION_SUITE) -> list[Row]:
+    """The rows of ``suite_file`` that run ISDM, in its order; a switch a row leaves out is ISDM's
+    default."""
+    if not suite_file.is_file():
+        raise ConfigError(f"ablate: the ablation's suite file '{suite_file}' is missing (its rows are read from "
+                          "the repository's configs/suites/; install rsdistill from its repository)")
+    defaults = registry.get("isdm").Config(name="isdm")
+    return [Row(m.name, m.row_label, {**{k: getattr(defaults, k) for k in SWITCHES}, **m.overrides.get("method", {})})
+            for m in load_suite(suite_file).spec.methods if m.method == "isdm"]
 
 
 def row_config(base: RunConfig, overrides: dict[str, Any], seed: int) -> RunConfig:
@@ -37,15 +62,14 @@ def row_config(base: RunConfig, overrides: dict[str, Any], seed: int) -> RunConf
     return build_config(raw, source="ablation")
 
 
-ROW_SLUGS = [slug for slug, _, _ in ROWS]
-
-
-def selected_rows(rows: list[str] | None) -> list[tuple[str, str, dict[str, Any]]]:
+def selected_rows(rows: list[str] | None) -> list[Row]:
     """The rows named (all by default), in the table's order."""
-    unknown = sorted(set(rows or []) - set(ROW_SLUGS))
+    every = ablation_rows()
+    slugs = [r.slug for r in every]
+    unknown = sorted(set(rows or []) - set(slugs))
     if unknown:
-        raise RsDistillError(f"ablate --rows: unknown row(s) {', '.join(unknown)}; choose from {', '.join(ROW_SLUGS)}")
-    return [r for r in ROWS if rows is None or r[0] in rows]
+        raise RsDistillError(f"ablate --rows: unknown row(s) {', '.join(unknown)}; choose from {', '.join(slugs)}")
+    return [r for r in every if rows is None or r.slug in rows]
 
 
 def ablate(base: RunConfig, out: Path, seeds: list[int], rows: list[str] | None = None) -> Table:
@@ -54,12 +78,12 @@ def ablate(base: RunConfig, out: Path, seeds: list[int], rows: list[str] | None 
     chosen = selected_rows(rows)
     total = len(chosen) * len(seeds)
     done = 0
-    for slug, label, overrides in chosen:
+    for row in chosen:
         for seed in seeds:
             done += 1
-            run_dir = out / slug / f"seed{seed}"
-            log.info("[%d/%d] %s, seed %d -> %s", done, total, label, seed, run_dir)
-            run_or_resume(row_config(base, overrides, seed), run_dir)
+            run_dir = out / row.slug / f"seed{seed}"
+            log.info("[%d/%d] %s, seed %d -> %s", done, total, row.label, seed, run_dir)
+            run_or_resume(row_config(base, row.method, seed), run_dir)
     table = ablation_table(out, seeds, rows)
     table.write(out / "ablation", ("md", "csv", "tex"))
     return table
@@ -67,7 +91,7 @@ def ablate(base: RunConfig, out: Path, seeds: list[int], rows: list[str] | None 
 
 def ablation_table(out: Path, seeds: list[int], rows: list[str] | None = None) -> Table:
     chosen = selected_rows(rows)
-    results = {slug: [read_metrics(out / slug / f"seed{s}") for s in seeds] for slug, _, _ in chosen}
+    results = {r.slug: [read_metrics(out / r.slug / f"seed{s}") for s in seeds] for r in chosen}
     ref = statistics.mean(m["top1"] for m in results["isdm"]) if "isdm" in results else None
     first = next(iter(results.values()))[0]
     teacher = first.get("teacher", {})
@@ -77,10 +101,11 @@ def ablation_table(out: Path, seeds: list[int], rows: list[str] | None = None) -
                f"(top-1 {teacher.get('top1', float('nan')):.2f}%), last-epoch test accuracy, "
                f"mean ± std over seeds {seeds}"),
     )
-    for slug, label, overrides in chosen:
-        top1 = [m["top1"] for m in results[slug]]
-        top5 = [m["top5"] for m in results[slug]]
-        margin = overrides["margin"] + (f" m={overrides['m']:g}" if "m" in overrides else "")
-        delta = "—" if slug == "isdm" or ref is None else f"{statistics.mean(top1) - ref:+.2f}"
-        table.add(label, "on" if overrides["scaling"] else "off", margin, mean_std(top1), mean_std(top5), delta)
+    for row in chosen:
+        top1 = [m["top1"] for m in results[row.slug]]
+        top5 = [m["top5"] for m in results[row.slug]]
+        switches = row.method
+        margin = switches["margin"] + (f" m={switches['m']:g}" if "m" in switches else "")
+        delta = "—" if row.slug == "isdm" or ref is None else f"{statistics.mean(top1) - ref:+.2f}"
+        table.add(row.label, "on" if switches["scaling"] else "off", margin, mean_std(top1), mean_std(top5), delta)
     return table

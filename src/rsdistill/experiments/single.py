@@ -1,7 +1,11 @@
 """One run, from a config to a finished run directory.
 
 A run directory is the unit of truth; its files are described in :mod:`rsdistill.runs.folder`
-(and how a folder is claimed in :mod:`rsdistill.runs.claim`).
+(and how a folder is claimed in :mod:`rsdistill.runs.claim`). A run goes through four steps:
+prepare (the config to run with: a new run's, or a resumed run's own, with its checkpoint), build
+(data, teacher, student, method: everything that can reject the input, before any file is
+written), fit (the training, logged into train.log) and finish (metrics.json). The teacher is
+loaded by :mod:`.teacher`; `rsdistill eval` is :mod:`.evaluate`.
 """
 
 from __future__ import annotations
@@ -9,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,53 +21,41 @@ import torch
 
 from ..config import RunConfig, load_run_config
 from ..data.bands import BandPlan, plan_bands, resolve_bands
-from ..data.datamodule import DataModule, default_cache_dir
+from ..data.datamodule import DataModule
 from ..data.decode import band_count
 from ..data.fingerprint import check_fingerprint, write_fingerprint
 from ..data.presets import scan_dataset
-from ..data.splits import Split, load_split, save_split
+from ..data.splits import load_split, save_split
 from ..distillers import registry
+from ..distillers.base import Distiller
 from ..distillers.settings import RunContext
 from ..engine import distributed
-from ..engine.checkpoint import is_rsdistill_checkpoint, load_model, read_checkpoint, run_dir_of
-from ..engine.evaluate import evaluate as evaluate_model
+from ..engine.checkpoint import read_checkpoint
 from ..engine.distributed import SINGLE, Distributed
 from ..engine.runlog import NoRunLog, RunLog
-from ..engine.teacher_cache import CACHEABLE, load_or_build
 from ..engine.seeding import configure_determinism, resolve_device, seed_everything
+from ..engine.teacher_cache import run_teacher_cache
+from ..engine.threads import CpuShare
 from ..engine.trainer import Trainer
 from ..errors import CheckpointError, ConfigError, DataError, RsDistillError, TrainingDiverged
 from ..io import atomic_write_json, atomic_write_text
-from ..models import LogitsOnly, ModelAdapter, build_model, count_parameters
+from ..models import ModelAdapter, build_model, count_parameters
 from ..models.input_bands import rgb_positions
-from ..models.named_weights import is_named_weights
 from ..reports.per_class import write_per_class
-from ..engine.threads import CpuShare
 from ..runs.claim import (
     ClaimedRunDirectory,
     check_outside_data,
-    check_output_folder,
     check_run_folder,
     clear_unstarted_run,
     record_skipped,
     remove_leftover_temporaries,
 )
 from ..runs.folder import RunDir, Status
-from .eval_split import checkpoint_config, eval_split
-from .preflight import class_difference, preflight, warn_unfinished_teacher
+from .preflight import preflight
 from .resume_settings import resumed_config
+from .teacher import LoadedTeacher, check_teacher_classes, check_teacher_split, load_teacher
 
 log = logging.getLogger("rsdistill")
-
-
-@dataclass(frozen=True)
-class LoadedTeacher:
-    """A teacher as a run uses it: the model, its checkpoint's record (file, architecture, classes,
-    input size) and the split of the run that trained it (None without a split manifest)."""
-
-    model: ModelAdapter
-    record: dict[str, Any]
-    split: Split | None
 
 
 def is_finished(run_dir: Path) -> bool:
@@ -135,30 +126,33 @@ def _run(cfg: RunConfig | None, out: Path, resume: bool, data_root: str | Path |
          proc: Distributed = SINGLE, device: torch.device | None = None, *, overwrite: bool = False,
          cpu: CpuShare | None = None, index: Any = None) -> dict[str, Any]:
     """``proc``: this process's place in a distributed run (process 0 alone writes files)."""
-    relocated = False
+    start = _prepare(cfg, out, resume, data_root, proc, overwrite)
+    if start.finished is not None:
+        return start.finished
+    device = device if device is not None else resolve_device(start.cfg.train.device)
+    built = _build(start.cfg, out, resume, proc, device, index)
+    _write_start(out, start, built, resume, proc)
+    trainer, skipped = _fit(out, built, start.ckpt, device, proc, cpu)
+    return _finish(out, built, trainer, skipped, device, proc)
+
+
+@dataclass(frozen=True)
+class Start:
+    """What a run starts from: the config it runs with, and for a resumed run the config as
+    config.yaml holds it (without this resume's changes), its last checkpoint, whether its data
+    moved, or its metrics when it had already finished."""
+
+    cfg: RunConfig
+    stored: RunConfig | None = None
+    ckpt: dict[str, Any] | None = None
+    relocated: bool = False
+    finished: dict[str, Any] | None = None
+
+
+def _prepare(cfg: RunConfig | None, out: Path, resume: bool, data_root: str | Path | None,
+             proc: Distributed, overwrite: bool) -> Start:
     rundir = RunDir(out)
-    if resume:
-        stored = load_run_config(out)  # as written, for config.yaml: without the changes of this resume
-        cfg = cfg if cfg is not None else stored
-        if is_finished(out):
-            metrics = rundir.read_metrics().require("the run's final metrics")
-            if metrics.get("status") == "failed":
-                raise TrainingDiverged(f"run '{out}' failed and cannot be resumed: {metrics.get('reason')}")
-            log.info("run '%s' is already finished", out)
-            return metrics
-        if data_root:
-            cfg.data.root, relocated = _absolute(data_root), True
-            stored.data.root = cfg.data.root
-        elif cfg.data.root and not Path(cfg.data.root).exists():
-            raise DataError(f"the dataset of run '{out}' is no longer at '{cfg.data.root}': give its new "
-                            f"place with --resume {out} --data DIR")
-        if proc.is_main:
-            if not rundir.has_marker():  # a run of an earlier version: marked as ours from now on
-                rundir.write_marker()
-            for leftover in remove_leftover_temporaries(out):
-                log.info("removed '%s', left by a process killed while writing it", leftover)
-        ckpt = read_checkpoint(rundir.last) if rundir.last.is_file() else None
-    else:
+    if not resume:
         if rundir.config.is_file() and overwrite:
             if proc.is_main:  # the other processes of a distributed run never write
                 clear_unstarted_run(out)  # refuses a run with a finished epoch, and a folder of the user's
@@ -168,10 +162,48 @@ def _run(cfg: RunConfig | None, out: Path, resume: bool, data_root: str | Path |
                 f"run directory '{out}' already holds a run; continue it with --resume {out}{restart} "
                 "or choose another --out"
             )
-        cfg = cfg.resolve().with_absolute_paths()
-        ckpt = None
+        return Start(cfg.resolve().with_absolute_paths())
+    stored = load_run_config(out)  # as written, for config.yaml: without the changes of this resume
+    cfg = cfg if cfg is not None else stored
+    if is_finished(out):
+        metrics = rundir.read_metrics().require("the run's final metrics")
+        if metrics.get("status") == "failed":
+            raise TrainingDiverged(f"run '{out}' failed and cannot be resumed: {metrics.get('reason')}")
+        log.info("run '%s' is already finished", out)
+        return Start(cfg, finished=metrics)
+    relocated = False
+    if data_root:
+        cfg.data.root, relocated = _absolute(data_root), True
+        stored.data.root = cfg.data.root
+    elif cfg.data.root and not Path(cfg.data.root).exists():
+        raise DataError(f"the dataset of run '{out}' is no longer at '{cfg.data.root}': give its new "
+                        f"place with --resume {out} --data DIR")
+    if proc.is_main:
+        if not rundir.has_marker():  # a run of an earlier version: marked as ours from now on
+            rundir.write_marker()
+        for leftover in remove_leftover_temporaries(out):
+            log.info("removed '%s', left by a process killed while writing it", leftover)
+    ckpt = read_checkpoint(rundir.last) if rundir.last.is_file() else None
+    return Start(cfg, stored, ckpt, relocated)
 
-    device = device if device is not None else resolve_device(cfg.train.device)
+
+@dataclass(frozen=True)
+class Built:
+    """What a run trains: its config (with the method's run-dependent defaults filled in), the
+    dataset's index, the data, the teacher (None for a run without one), the student and the
+    method around them."""
+
+    cfg: RunConfig
+    method_cls: type[Distiller]
+    index: Any
+    data: DataModule
+    teacher: LoadedTeacher | None
+    student: ModelAdapter
+    distiller: Distiller
+
+
+def _build(cfg: RunConfig, out: Path, resume: bool, proc: Distributed, device: torch.device,
+           index: Any) -> Built:
     distributed.check_batch_size(proc, cfg.train.batch_size)
     configure_determinism(cfg.train.deterministic, device)
     method_cls = registry.get(cfg.method.name)
@@ -187,7 +219,7 @@ def _run(cfg: RunConfig | None, out: Path, resume: bool, data_root: str | Path |
         check_teacher_classes(teacher, index.classes)
     split, split_source = None, None
     if resume:
-        split, split_source = load_split(rundir.split), rundir.split
+        split, split_source = load_split(RunDir(out).split), RunDir(out).split
     elif teacher is not None and teacher.split is not None and not cfg.data.split_file:
         split, split_source = teacher.split, f"the split.json of teacher {cfg.teacher.checkpoint}"
 
@@ -203,7 +235,16 @@ def _run(cfg: RunConfig | None, out: Path, resume: bool, data_root: str | Path |
                      num_classes=data.info.num_classes, epochs=cfg.train.epochs)
     cfg = cfg.model_copy(update={"method": method_cls.resolve_config(cfg.method, ctx)})
 
-    seed_everything(cfg.seed)
+    seed_everything(cfg.seed)  # before the student is initialised
+    student = _student(cfg, data, bands)
+    if teacher is not None:
+        teacher.model.set_read_channels(bands.teacher)
+    distiller = method_cls(student, teacher.model if teacher else None, cfg.method, data.info)
+    return Built(cfg, method_cls, index, data, teacher, student, distiller)
+
+
+def _student(cfg: RunConfig, data: DataModule, bands: BandPlan) -> ModelAdapter:
+    """The student, initialised, reading its own bands with their statistics."""
     student_bands = bands.decoded if bands.student is None else tuple(bands.decoded[i] for i in bands.student)
     student = build_model(cfg.model.name, data.info.num_classes, cfg.model.weights,
                           channels=len(student_bands) if student_bands is not None else 3,
@@ -214,19 +255,28 @@ def _run(cfg: RunConfig | None, out: Path, resume: bool, data_root: str | Path |
     stats = [student.weights_statistics.get(c, (data.mean[i], data.std[i])) for c, i in enumerate(own)]
     student.set_normalization([m for m, _ in stats], [sd for _, sd in stats])
     student.set_read_channels(bands.student)
-    if teacher is not None:
-        teacher.model.set_read_channels(bands.teacher)
-    distiller = method_cls(student, teacher.model if teacher else None, cfg.method, data.info)
+    return student
+
+
+def _write_start(out: Path, start: Start, built: Built, resume: bool, proc: Distributed) -> None:
     # Everything that can reject the input has run: only now is anything written (config.yaml
     # first: it marks the folder as a started run), by process 0 once every process got here.
     distributed.barrier(proc)
+    rundir = RunDir(out)
     if proc.is_main and not resume:
         rundir.write_marker()  # first: the folder is a run folder from now on
-        atomic_write_text(rundir.config, cfg.to_yaml())
-        write_fingerprint(out, index)
-        save_split(data.split, rundir.split)
-    elif proc.is_main and relocated:  # later resumes and evals find the data at its new place
-        atomic_write_text(rundir.config, stored.to_yaml())
+        atomic_write_text(rundir.config, built.cfg.to_yaml())
+        write_fingerprint(out, built.index)
+        save_split(built.data.split, rundir.split)
+    elif proc.is_main and start.relocated:  # later resumes and evals find the data at its new place
+        atomic_write_text(rundir.config, start.stored.to_yaml())
+
+
+def _fit(out: Path, built: Built, ckpt: dict[str, Any] | None, device: torch.device, proc: Distributed,
+         cpu: CpuShare | None) -> tuple[Trainer, list[dict[str, Any]]]:
+    """The training and its last test pass, logged into train.log; also the images the data left
+    out (data.skip_bad_images)."""
+    cfg, data, distiller, teacher = built.cfg, built.data, built.distiller, built.teacher
     trainer = Trainer(cfg, distiller, data, out, device, ctx=proc)
     if ckpt is not None:
         trainer.load_state(ckpt)
@@ -244,16 +294,16 @@ def _run(cfg: RunConfig | None, out: Path, resume: bool, data_root: str | Path |
         skipped = record_skipped(out, data.skipped, write=proc.is_main)
         for s in skipped:  # data.skip_bad_images: in train.log, and in metrics.json below
             log.warning("left out (data.skip_bad_images): %s", s["reason"])
-        if teacher is not None and uses_teacher_cache(cfg, method_cls):
-            # after the run log exists, so that train.log records how the cache was obtained
-            trainer.set_teacher_cache(load_or_build(teacher.model, data, device, cache_directory(cfg.data),
-                                                    cfg.train.test_batch_size, proc))
+        # after the run log exists, so that train.log records how the cache was obtained
+        cache = run_teacher_cache(cfg, built.method_cls, teacher.model if teacher else None, data, device, proc)
+        if cache is not None:
+            trainer.set_teacher_cache(cache)
         try:
-            state = trainer.fit(runlog)
+            trainer.fit(runlog)
         except TrainingDiverged as e:
             # A run that diverged must never read as finished: metrics.json says so, with why.
             if proc.is_main:
-                atomic_write_json(rundir.metrics, {
+                atomic_write_json(RunDir(out).metrics, {
                     "status": "failed", "reason": str(e), "epochs": trainer.state.epoch,
                     "method": cfg.method.name, "model": cfg.model.name, "device": str(device)})
             raise
@@ -266,7 +316,13 @@ def _run(cfg: RunConfig | None, out: Path, resume: bool, data_root: str | Path |
             distiller.on_train_end(out, data.eval_loader("train", cfg.train.test_batch_size), device)
     finally:
         runlog.close()
+    return trainer, skipped
 
+
+def _finish(out: Path, built: Built, trainer: Trainer, skipped: list[dict[str, Any]], device: torch.device,
+            proc: Distributed) -> dict[str, Any]:
+    """The run's final metrics, written to metrics.json (which marks the run finished)."""
+    cfg, data, teacher, state = built.cfg, built.data, built.teacher, trainer.state
     metrics = {
         "status": "finished",
         "top1": state.last["top1"],
@@ -281,8 +337,8 @@ def _run(cfg: RunConfig | None, out: Path, resume: bool, data_root: str | Path |
         "seconds": round(state.seconds, 2),
         "method": cfg.method.name,
         "model": cfg.model.name,
-        "params": count_parameters(student),
-        "extra_params": sum(count_parameters(m) for m in distiller.extra_modules().values()),
+        "params": count_parameters(built.student),
+        "extra_params": sum(count_parameters(m) for m in built.distiller.extra_modules().values()),
         "device": str(device),
     }
     if proc.enabled:
@@ -293,7 +349,7 @@ def _run(cfg: RunConfig | None, out: Path, resume: bool, data_root: str | Path |
         metrics["teacher"] = {"model": teacher.record["arch"], **trainer.teacher_metrics,
                               "checkpoint": cfg.teacher.checkpoint, "params": count_parameters(teacher.model)}
     if proc.is_main:
-        atomic_write_json(rundir.metrics, metrics)
+        atomic_write_json(RunDir(out).metrics, metrics)
     log.info("finished '%s': top-1 %.2f%%  top-5 %.2f%% (last epoch); best on %s %.2f%%",
              out, metrics["top1"], metrics["top5"], metrics["best_selected_on"], metrics["best_top1"])
     return metrics
@@ -323,142 +379,3 @@ def run_bands(cfg: RunConfig, index: Any, teacher: LoadedTeacher | None) -> Band
         raise DataError(f"the teacher reads bands {list(theirs)}; this dataset's images are RGB")
     rgb = tuple(cfg.data.rgb_bands) if cfg.data.rgb_bands is not None else None
     return plan_bands(student, theirs, image_bands, rgb)
-
-
-def uses_teacher_cache(cfg: RunConfig, method_cls: type) -> bool:
-    """A bank of views, the cache not switched off, and a method that uses only the teacher's
-    logits (the others need its features and run it live) on the bank's views only (a second,
-    strongly augmented view is drawn live at every step)."""
-    return (bool(cfg.data.view_bank) and cfg.teacher.cache and method_cls.teacher_outputs <= CACHEABLE
-            and "two_views" not in method_cls.needs)
-
-
-def cache_directory(data_cfg) -> Path | None:
-    if data_cfg.cache != "disk":
-        return None
-    return Path(data_cfg.cache_dir) if data_cfg.cache_dir else default_cache_dir()
-
-
-def load_teacher(cfg: RunConfig, classes: list[str] | None = None) -> LoadedTeacher:
-    """The teacher of ``cfg``: an rsdistill run or checkpoint, or (with ``teacher.model`` and the
-    data's ``classes``) a plain torchvision/timm weights file for that architecture."""
-    if not cfg.teacher.checkpoint:
-        raise ConfigError(f"method '{cfg.method.name}' needs a teacher: give --teacher RUN_OR_CKPT")
-    weights_file = Path(cfg.teacher.checkpoint)
-    named = is_named_weights(cfg.teacher.checkpoint)
-    if named and not (cfg.teacher.model and classes is not None):
-        raise ConfigError(f"--teacher {cfg.teacher.checkpoint}: name the architecture with --set teacher.model=NAME")
-    if (cfg.teacher.model and classes is not None and (named or weights_file.is_file())
-            and (named or not is_rsdistill_checkpoint(weights_file))):
-        from ..models.pretrained import teacher_from_weights
-
-        model = teacher_from_weights(cfg.teacher.checkpoint if named else weights_file, cfg.teacher.model,
-                                     len(classes))
-        record = {"arch": cfg.teacher.model, "num_classes": len(classes), "class_names": list(classes),
-                  "image_size": None, "file": str(weights_file)}
-        log.info("teacher: %s from the weights file '%s' (its classes taken to be the data's, in order)",
-                 cfg.teacher.model, weights_file)
-        return LoadedTeacher(model, record, None)
-    teacher, record = load_model(cfg.teacher.checkpoint)
-    warn_unfinished_teacher(record)
-    if cfg.teacher.model and record["arch"] != cfg.teacher.model:
-        raise CheckpointError(
-            f"teacher '{record['file']}' is a {record['arch']}, not the expected {cfg.teacher.model}"
-        )
-    split = None
-    run_dir = run_dir_of(Path(record["file"]))
-    if run_dir is not None and RunDir(run_dir).split.is_file():
-        split = load_split(RunDir(run_dir).split)
-    return LoadedTeacher(teacher, record, split)
-
-
-def check_teacher_classes(teacher: LoadedTeacher, classes: list[str]) -> None:
-    record = teacher.record
-    if list(record["class_names"]) != classes:
-        raise CheckpointError(
-            f"teacher '{record['file']}' was trained on {record['num_classes']} classes, the data has "
-            f"{len(classes)}: {class_difference(list(record['class_names']), classes)}"
-        )
-
-
-def check_teacher_split(teacher: LoadedTeacher, cfg: RunConfig, data: DataModule) -> None:
-    record = teacher.record
-    if teacher.split is not None:
-        leaked = set(teacher.split.train) & set(data.split.test)
-        if leaked:
-            raise DataError(
-                f"the teacher was trained on {len(leaked)} image(s) of this run's test split "
-                f"(e.g. '{sorted(leaked)[0]}'): use the teacher's split (the default without "
-                "data.split_file) or a teacher trained on this split"
-            )
-    else:
-        log.warning("teacher '%s' has no split manifest beside it: cannot check that it never saw "
-                    "this run's test images", record["file"])
-    if record.get("image_size") not in (None, cfg.data.image_size):  # None: a weights file
-        log.warning("teacher was trained at %s px, this run uses %d px", record.get("image_size"),
-                    cfg.data.image_size)
-
-
-def evaluate(checkpoint: str | Path, data_root: str | None, *, preset: str | None = None,
-             split_file: str | None = None, part: str = "test", image_size: int | None = None,
-             batch_size: int = 128, device: str = "auto", out: str | Path | None = None) -> dict[str, Any]:
-    """Top-1/top-5 (and per-class accuracy) of a stored model on a split of a dataset folder.
-
-    The split is, in order: ``split_file``; the ``split.json`` of the run the checkpoint belongs
-    to; otherwise every image of the folder (``part`` = "all").
-    """
-    if image_size is not None and not 8 <= image_size <= 4096:
-        raise ConfigError(f"eval --image-size: must be between 8 and 4096 px (got {image_size})")
-    dev = resolve_device(device, "eval --device")
-    model, record = load_model(checkpoint)
-    run_dir = run_dir_of(Path(record["file"]))
-    run_cfg = load_run_config(run_dir) if run_dir is not None else None
-    # A checkpoint out of its run carries the run's config: its decoding options and split.
-    stored = checkpoint_config(record["file"]) if run_cfg is None else None
-    data_cfg = (run_cfg or stored or RunConfig()).data.model_copy()
-    if data_root:
-        data_cfg.root = data_root
-    if preset:
-        data_cfg.preset = preset
-    data_cfg.image_size = image_size if image_size is not None else int(record.get("image_size") or data_cfg.image_size)
-    data_cfg.split_file = None
-    if not data_cfg.root:
-        raise ConfigError("eval: no dataset folder given (use --data DIR)")
-    with contextlib.ExitStack() as claim:
-        if out is not None:
-            check_output_folder(out, data_cfg.root, "eval.json")
-            # A run's lock: two evaluations into one folder never interleave their files.
-            claim.enter_context(ClaimedRunDirectory(out, started="eval.json"))
-        return _score(model, record, data_cfg, run_dir, stored, split_file, part, batch_size, dev, out)
-
-
-def _score(model, record: dict[str, Any], data_cfg, run_dir: Path | None, stored: RunConfig | None,
-           split_file: str | None, part: str, batch_size: int, dev: torch.device,
-           out: str | Path | None) -> dict[str, Any]:
-    index = scan_dataset(data_cfg.preset, data_cfg.root)
-    if list(record["class_names"]) != index.classes:
-        raise CheckpointError(
-            f"checkpoint '{record['file']}' has other classes than the data: "
-            f"{class_difference(list(record['class_names']), index.classes, 'checkpoint')}"
-        )
-    split, part, images_from = eval_split(index, part, split_file, run_dir, record["file"], stored)
-    if part not in ("train", "val", "test") or (part == "val" and not split.val):
-        raise ConfigError(f"eval: split part '{part}' is not available (train, test{', val' if split.val else ''})")
-    # The bands the model reads (a checkpoint of an earlier version: the run's data.bands).
-    bands = tuple(record["bands"]) if record.get("bands") is not None else None if "bands" in record else "data.bands"
-    data = DataModule(data_cfg, 0, split=split, index=index, parts=(part,), bands=bands)
-    log.info("evaluating on %d images: %s", len(getattr(data.split, part)), images_from)
-    model.to(dev)
-    t0 = time.perf_counter()
-    meter = evaluate_model(LogitsOnly(model), data.eval_loader(part, batch_size), len(index.classes), dev)
-    result = {**meter.summary(), "images": meter.n, "part": part, "checkpoint": record["file"],
-              "model": record["arch"], "seconds": round(time.perf_counter() - t0, 2), "images_from": images_from,
-              **({"skipped_images": data.skipped} if data.skipped else {}),
-              "per_class": dict(zip(index.classes, [round(a, 2) for a in meter.per_class_accuracy()]))}
-    if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "eval.json", result)
-        write_per_class(out, index.classes, meter.confusion, f"{record['arch']} on {part}")
-    return result
-

@@ -238,7 +238,7 @@ def plan(suite: SuiteFile, folder: SuiteFolder) -> list[Cell]:
                     return Cell(cid, ds_name, split, row, seed, kind, label, method, str(folder.run_dir(cid)), config,
                                 depends=list(depends), sweep=sweep)
 
-                for m in s.methods:
+                for m in (m for m in s.methods if seed in m.runs_at(s.seeds)):
                     cells.append(student(m.name, "method", m.row_label, m.method, [m.overrides],
                                          files=method_files[m.name]))
                 for i, w in enumerate(s.sweeps):
@@ -282,7 +282,7 @@ def manifest(suite: SuiteFile, cells: list[Cell], command: list[str], folder: Su
     """suite.json: what `rsdistill report` needs besides the run directories."""
     s = suite.spec
     rows = [{"row": m.name, "label": m.row_label, "kind": "method", "method": m.method,
-             "plain": not m.overrides} for m in s.methods]
+             "plain": not m.overrides} for m in s.methods if m.runs_at(s.seeds)]
     sweeps = [{"index": i, "method": w.method, "field": w.field, "prefix": w.prefix,
                "values": w.values, "rows": [r for r, _ in sweep_rows(w)]} for i, w in enumerate(s.sweeps)]
     return {

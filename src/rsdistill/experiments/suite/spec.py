@@ -191,6 +191,9 @@ class MethodSpec(WithOverrides):
     # The method's own config files (e.g. ../recipes/cifar100/dkd.yaml: the paper's settings for the
     # recipe), layered after the student's; relative to the suite file.
     config: list[str] = []
+    # Only at these of the suite's seeds (e.g. the costly baselines at one seed; a row given none
+    # of them, after --set seeds=..., is left out); default: all.
+    seeds: list[int] | None = None
 
     @field_validator("name")
     @classmethod
@@ -216,6 +219,10 @@ class MethodSpec(WithOverrides):
     @property
     def row_label(self) -> str:
         return self.label or self.name
+
+    def runs_at(self, seeds: list[int]) -> list[int]:
+        """The suite's ``seeds`` this row runs at."""
+        return [k for k in seeds if self.seeds is None or k in self.seeds]
 
 
 def _check_method(name: str) -> None:
@@ -400,28 +407,20 @@ def load_suite(path: str | Path, overrides: list[str] = ()) -> SuiteFile:
     return suite
 
 
-def read_with_bases(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """A suite file's mapping, on top of the file its ``extends:`` names (and that file's own base):
-    mappings merge key by key, this file winning; lists and values are replaced whole. A base
-    lives in the suite file's folder, so that every relative path in either reads from there;
-    by convention a fragment that is no suite of its own starts with ``_`` (``_cpu_protocol.yaml``)."""
+def read_with_bases(path: Path) -> dict[str, Any]:
+    """A suite file's mapping, on top of the file its ``extends:`` names (yamlfile.load_extending:
+    mappings merged, lists replaced; a base in the same folder, so that relative paths in either
+    read from there; a fragment that is no suite of its own starts with ``_``: ``_cpu_protocol.yaml``)."""
+    return yamlfile.load_extending(path, _read_mapping, "suite file")
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
     # one-line errors: missing, not UTF-8, a key given twice, the line and column of bad YAML
     raw = yamlfile.load_file(path, "suite file")
     if not isinstance(raw, dict):
         raise ConfigError(f"suite file '{path}': expected a mapping (datasets, splits, seeds, teacher, "
                           "student, methods, ...) at the top level")
-    base_name = raw.pop("extends", None)
-    if base_name is None:
-        return raw
-    if not isinstance(base_name, str) or Path(base_name).name != base_name:
-        raise ConfigError(f"{path}: extends: give the name of a suite file in the same folder, not {base_name!r} "
-                          "(relative paths in both are read from this folder)")
-    base = path.parent / base_name
-    if base.resolve() in [p.resolve() for p in (*seen, path)]:
-        raise ConfigError(f"{path}: extends: '{base_name}' extends this file again (a loop)")
-    if not base.is_file():
-        raise ConfigError(f"{path}: extends: '{base}' does not exist")
-    return deep_merge(read_with_bases(base, (*seen, path)), raw)
+    return raw
 
 
 def apply_overrides(raw: dict[str, Any], items: list[str]) -> None:

@@ -1,0 +1,92 @@
+"""The teacher of a distillation run: loaded from a run, a checkpoint or a plain weights file, and
+checked against the run's data (its classes, its split: it must never have trained on the run's
+test images)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import RunConfig
+from ..data.datamodule import DataModule
+from ..data.splits import Split, load_split
+from ..engine.checkpoint import is_rsdistill_checkpoint, load_model, run_dir_of
+from ..errors import CheckpointError, ConfigError, DataError
+from ..models import ModelAdapter
+from ..models.named_weights import is_named_weights
+from ..runs.folder import RunDir
+from .preflight import class_difference, warn_unfinished_teacher
+
+log = logging.getLogger("rsdistill")
+
+
+@dataclass(frozen=True)
+class LoadedTeacher:
+    """A teacher as a run uses it: the model, its checkpoint's record (file, architecture, classes,
+    input size) and the split of the run that trained it (None without a split manifest)."""
+
+    model: ModelAdapter
+    record: dict[str, Any]
+    split: Split | None
+
+
+def load_teacher(cfg: RunConfig, classes: list[str] | None = None) -> LoadedTeacher:
+    """The teacher of ``cfg``: an rsdistill run or checkpoint, or (with ``teacher.model`` and the
+    data's ``classes``) a plain torchvision/timm weights file for that architecture."""
+    if not cfg.teacher.checkpoint:
+        raise ConfigError(f"method '{cfg.method.name}' needs a teacher: give --teacher RUN_OR_CKPT")
+    weights_file = Path(cfg.teacher.checkpoint)
+    named = is_named_weights(cfg.teacher.checkpoint)
+    if named and not (cfg.teacher.model and classes is not None):
+        raise ConfigError(f"--teacher {cfg.teacher.checkpoint}: name the architecture with --set teacher.model=NAME")
+    if (cfg.teacher.model and classes is not None and (named or weights_file.is_file())
+            and (named or not is_rsdistill_checkpoint(weights_file))):
+        from ..models.pretrained import teacher_from_weights
+
+        model = teacher_from_weights(cfg.teacher.checkpoint if named else weights_file, cfg.teacher.model,
+                                     len(classes))
+        record = {"arch": cfg.teacher.model, "num_classes": len(classes), "class_names": list(classes),
+                  "image_size": None, "file": str(weights_file)}
+        log.info("teacher: %s from the weights file '%s' (its classes taken to be the data's, in order)",
+                 cfg.teacher.model, weights_file)
+        return LoadedTeacher(model, record, None)
+    teacher, record = load_model(cfg.teacher.checkpoint)
+    warn_unfinished_teacher(record)
+    if cfg.teacher.model and record["arch"] != cfg.teacher.model:
+        raise CheckpointError(
+            f"teacher '{record['file']}' is a {record['arch']}, not the expected {cfg.teacher.model}"
+        )
+    split = None
+    run_dir = run_dir_of(Path(record["file"]))
+    if run_dir is not None and RunDir(run_dir).split.is_file():
+        split = load_split(RunDir(run_dir).split)
+    return LoadedTeacher(teacher, record, split)
+
+
+def check_teacher_classes(teacher: LoadedTeacher, classes: list[str]) -> None:
+    record = teacher.record
+    if list(record["class_names"]) != classes:
+        raise CheckpointError(
+            f"teacher '{record['file']}' was trained on {record['num_classes']} classes, the data has "
+            f"{len(classes)}: {class_difference(list(record['class_names']), classes)}"
+        )
+
+
+def check_teacher_split(teacher: LoadedTeacher, cfg: RunConfig, data: DataModule) -> None:
+    record = teacher.record
+    if teacher.split is not None:
+        leaked = set(teacher.split.train) & set(data.split.test)
+        if leaked:
+            raise DataError(
+                f"the teacher was trained on {len(leaked)} image(s) of this run's test split "
+                f"(e.g. '{sorted(leaked)[0]}'): use the teacher's split (the default without "
+                "data.split_file) or a teacher trained on this split"
+            )
+    else:
+        log.warning("teacher '%s' has no split manifest beside it: cannot check that it never saw "
+                    "this run's test images", record["file"])
+    if record.get("image_size") not in (None, cfg.data.image_size):  # None: a weights file
+        log.warning("teacher was trained at %s px, this run uses %d px", record.get("image_size"),
+                    cfg.data.image_size)
