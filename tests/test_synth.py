@@ -243,3 +243,53 @@ def test_failure_during_generation_leaves_nothing_behind(tmp_path, monkeypatch):
 def test_progress_bar(tmp_path, capsys):
     generate_dataset(tmp_path / "s", classes=2, per_class=2, size=16, progress=True)
     assert "4/4" in capsys.readouterr().err
+
+
+# --- mixed scenes ---------------------------------------------------------------------------------
+
+
+def test_mix_zero_is_the_unmixed_dataset_and_mixing_keeps_the_unmixed_images(tmp_path):
+    plain = generate_dataset(tmp_path / "plain", classes=3, per_class=8, size=32)
+    assert generate_dataset(tmp_path / "zero", classes=3, per_class=8, size=32, mix=0.0) == plain
+    assert json.loads((tmp_path / "zero" / "synth.json").read_text()) == \
+        json.loads((tmp_path / "plain" / "synth.json").read_text())
+    generate_dataset(tmp_path / "half", classes=3, per_class=8, size=32, mix=0.5)
+    manifest = json.loads((tmp_path / "half" / "synth.json").read_text())
+    assert manifest["mix"] == 0.5
+    same = changed = 0
+    for ci, name in enumerate(plain):
+        for i in range(8):
+            a = np.asarray(Image.open(tmp_path / "plain" / name / f"{name}_{i:04d}.png"))
+            b = np.asarray(Image.open(tmp_path / "half" / name / f"{name}_{i:04d}.png"))
+            mixed = np.random.default_rng(np.random.SeedSequence([0, ci, i, 2])).random() < 0.5
+            assert np.array_equal(a, b) != mixed, (name, i)  # exactly the drawn ones are mixed
+            same, changed = same + (not mixed), changed + mixed
+    assert same and changed
+
+
+def test_a_mixed_scene_is_its_class_with_a_region_of_the_other():
+    main = render_scene("water", 64, np.random.default_rng(7))
+    mixed = writer.render_mixed_scene("water", "forest", 0.3, 64, np.random.default_rng(7), np.random.default_rng(8))
+    # one camera: away from the other class's region the pixels are the unmixed scene's (up to the
+    # contrast step, which follows the whole image's mean)
+    changed = np.abs(mixed.astype(int) - main).max(axis=2) > 3
+    assert 0.25 < changed.mean() < 0.5  # the share, plus the boundary's blur
+    # one side of a boundary, not scattered pixels: the changed pixels form one band across the image
+    rows = changed.mean(axis=1)
+    cols = changed.mean(axis=0)
+    assert max(rows.max() - rows.min(), cols.max() - cols.min()) > 0.5
+
+
+def test_boundary_mask_covers_the_share():
+    from rsdistill.synth.primitives import Canvas
+
+    for share in (0.2, 0.45):
+        m = writer.boundary_mask(Canvas(64, np.random.default_rng(1)), share)
+        assert m.min() == 0 and m.max() == 1 and abs(m.mean() - share) < 0.03
+
+
+@pytest.mark.parametrize("mix", [-0.1, 1.5, "half", True])
+def test_mix_outside_zero_to_one_is_refused_naming_it(tmp_path, mix):
+    with pytest.raises(DataError, match=r"^synth: mix must be a number between 0 and 1"):
+        generate_dataset(tmp_path / "s", classes=2, per_class=1, size=16, mix=mix)
+    assert not (tmp_path / "s").exists()

@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bands", type=int, default=3, help="bands per image: 3 writes RGB PNGs; N > 3 writes N-band "
                    "16-bit TIFFs (R, G, B, then bands that carry class information, as NIR/SWIR do)")
+    p.add_argument("--mix", type=float, default=0.0, metavar="P",
+                   help="probability that a scene is mixed: another class covers 20-45%% of it behind a wavy "
+                   "boundary, the label names the main one (mixed land use, as in real scene sets; default 0)")
 
     p = sub.add_parser("train", help="train a model with cross-entropy (a teacher, or a student alone)")
     _add_run_options(p)
@@ -143,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = DemoSettings()
     p.add_argument("--classes", type=int, default=d.classes)
     p.add_argument("--per-class", type=int, default=d.per_class)
+    p.add_argument("--mix", type=float, default=d.mix, metavar="P", help="share of mixed scenes (see `rsdistill synth --mix`)")
     p.add_argument("--image-size", type=int, default=d.image_size)
     p.add_argument("--teacher-epochs", type=int, default=d.teacher_epochs)
     p.add_argument("--student-epochs", type=int, default=d.student_epochs)
@@ -346,7 +350,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .experiments.demo import DemoSettings, demo
 
-    settings = DemoSettings(classes=args.classes, per_class=args.per_class, image_size=args.image_size,
+    settings = DemoSettings(classes=args.classes, per_class=args.per_class, mix=args.mix, image_size=args.image_size,
                             teacher_epochs=args.teacher_epochs, student_epochs=args.student_epochs,
                             lr_warmup_epochs=args.lr_warmup_epochs,
                             seed=args.seed, progress=not args.quiet)
@@ -373,9 +377,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from .synth import generate_dataset
 
     names = generate_dataset(args.out, classes=args.classes, per_class=args.per_class, size=args.size,
-                             seed=args.seed, progress=not args.quiet, bands=args.bands)
+                             seed=args.seed, progress=not args.quiet, bands=args.bands, mix=args.mix)
     print(f"{args.out}: {len(names)} classes x {args.per_class} images at {args.size} px"
-          f"{f', {args.bands} bands' if args.bands != 3 else ''} "
+          f"{f', {args.bands} bands' if args.bands != 3 else ''}"
+          f"{f', {args.mix:.0%} mixed' if args.mix else ''} "
           f"({', '.join(names)})")
     return 0
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .primitives import F32, Canvas
+from .primitives import F32, Canvas, coverage, noise
 from .scenes import SCENE_CLASSES, SCENES
 
 GENERATOR_VERSION = 1
@@ -27,6 +27,8 @@ GENERATOR_ID = "rsdistill.data.synth"
 MIN_SIZE, MAX_SIZE = 16, 1024
 MIN_CLASSES = 2
 MAX_BANDS = 64
+# Share of a mixed scene given to its second land use: the labelled one always keeps the most.
+MIXED_SHARE = (0.2, 0.45)
 
 HAZE = (0.68, 0.72, 0.78)  # colour atmospheric haze blends towards
 _YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
@@ -93,6 +95,30 @@ def render_scene(class_name: str, size: int, rng: np.random.Generator) -> np.nda
     return _finish(c.img, rng)
 
 
+def boundary_mask(c: Canvas, share: float) -> np.ndarray:
+    """Coverage (0-1) of a region behind a wavy boundary across ``c`` that takes ``share`` of the
+    image: a field boundary, a shoreline, the edge of a town."""
+    a = c.rng.uniform(0.0, 2 * np.pi)
+    field = c.u * F32(np.cos(a)) + c.v * F32(np.sin(a)) + F32(c.rng.uniform(2, 8)) * noise(c, 30, 2)
+    return coverage(field - F32(np.quantile(field, share)), c.px)
+
+
+def render_mixed_scene(class_name: str, other: str, share: float, size: int, rng: np.random.Generator,
+                       other_rng: np.random.Generator) -> np.ndarray:
+    """A scene of ``class_name`` of which ``other`` covers ``share`` (mixed land use, as in real scene
+    sets: the label names the main one). One camera sees both: illumination, colour, blur and noise
+    are applied once, after the two are joined."""
+    for name in (class_name, other):
+        if name not in SCENES:
+            raise DataError(f"synth: unknown scene class '{name}' (one of: {', '.join(SCENE_CLASSES)})")
+    _check_size(size)
+    main, second = Canvas(int(size), rng), Canvas(int(size), other_rng)
+    SCENES[class_name](main)
+    SCENES[other](second)
+    m = boundary_mask(second, share)[..., None]
+    return _finish(main.img * (1 - m) + second.img * m, rng)
+
+
 # ------------------------------------------------------------------------------------------------
 # dataset on disk
 # ------------------------------------------------------------------------------------------------
@@ -107,13 +133,21 @@ def _check_int(name: str, value, lo: int, hi: int | None = None) -> int:
     return int(value)
 
 
+def _check_probability(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0 <= value <= 1:
+        raise DataError(f"synth: {name} must be a number between 0 and 1, got {value!r}")
+    return float(value)
+
+
 def _check_size(size) -> int:
     return _check_int("size", size, MIN_SIZE, MAX_SIZE)
 
 
-def _manifest(names: list[str], per_class: int, size: int, seed: int, bands: int = 3) -> dict:
+def _manifest(names: list[str], per_class: int, size: int, seed: int, bands: int = 3, mix: float = 0.0) -> dict:
     manifest = {"generator": GENERATOR_ID, "version": GENERATOR_VERSION, "classes": len(names),
                 "per_class": per_class, "size": size, "seed": seed, "class_names": names}
+    if mix:  # unmixed folders keep the manifest they always had
+        manifest["mix"] = mix
     if bands != 3:  # RGB folders keep the manifest they always had
         manifest |= {"bands": bands, "band_names": ["R", "G", "B"] + [f"X{k}" for k in range(3, bands)]}
     return manifest
@@ -157,10 +191,14 @@ def _write_multispectral(path: Path, rgb: np.ndarray, class_index: int, bands: i
 
 
 def generate_dataset(out: str | os.PathLike, classes: int = 12, per_class: int = 100, size: int = 64,
-                     seed: int = 0, progress: bool = False, bands: int = 3) -> list[str]:
+                     seed: int = 0, progress: bool = False, bands: int = 3, mix: float = 0.0) -> list[str]:
     """Write ``classes`` x ``per_class`` synthetic scenes to ``out/<class>/<class>_<i:04d>.png``
     (``bands`` > 3: N-band 16-bit ``.tif`` scenes, R, G, B then bands that carry class information,
     see :mod:`.multispectral`; their R, G, B are the PNG scenes' pixels).
+
+    ``mix``: the probability that a scene is mixed, a region of another class (drawn uniformly among
+    the others) covering 20-45 % of it behind a wavy boundary; the label is the main class. With
+    ``mix=0`` every image is the one an unmixed dataset has; with ``mix>0`` the unmixed images still are.
 
     Returns the class names. The folder appears complete or not at all; an existing folder made with
     the same parameters is reused as is, any other existing (non-empty) folder is an error.
@@ -170,9 +208,10 @@ def generate_dataset(out: str | os.PathLike, classes: int = 12, per_class: int =
     size = _check_size(size)
     seed = _check_int("seed", seed, 0)
     bands = _check_int("bands", bands, 3, MAX_BANDS)
+    mix = _check_probability("mix", mix)
     out = Path(out)
     names = list(SCENE_CLASSES[:classes])
-    manifest = _manifest(names, per_class, size, seed, bands)
+    manifest = _manifest(names, per_class, size, seed, bands, mix)
 
     if _reusable(out, manifest):
         return names
@@ -191,7 +230,14 @@ def generate_dataset(out: str | os.PathLike, classes: int = 12, per_class: int =
                 (tmp / name).mkdir()
                 for i in range(per_class):
                     rng = np.random.default_rng(np.random.SeedSequence([seed, ci, i]))
-                    arr = render_scene(name, size, rng)
+                    # its own stream, so that mixing leaves the unmixed images as they were
+                    mix_rng = np.random.default_rng(np.random.SeedSequence([seed, ci, i, 2]))
+                    if mix and mix_rng.random() < mix:
+                        other = names[(ci + 1 + int(mix_rng.integers(classes - 1))) % classes]
+                        arr = render_mixed_scene(name, other, float(mix_rng.uniform(*MIXED_SHARE)), size, rng,
+                                                 mix_rng)
+                    else:
+                        arr = render_scene(name, size, rng)
                     if bands == 3:
                         Image.fromarray(arr).save(tmp / name / f"{name}_{i:04d}.png", format="PNG")
                     else:

@@ -157,7 +157,7 @@ def _generate_data(suite, folder: SuiteFolder) -> None:
             log.info("synthetic scenes '%s': %d classes x %d images at %d px -> %s", name, s.classes,
                      s.per_class, s.size, folder.data_dir(name))
             generate_dataset(folder.data_dir(name), classes=s.classes, per_class=s.per_class, size=s.size, seed=s.seed,
-                             bands=s.bands)
+                             bands=s.bands, mix=s.mix)
 
 
 def cell_status(cell: Cell) -> tuple[str, str | None]:

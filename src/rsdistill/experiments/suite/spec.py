@@ -108,6 +108,7 @@ class SynthSpec(Section):
     size: int = Field(64, ge=16, le=1024)
     seed: int = Field(0, ge=0)
     bands: int = Field(3, ge=3, le=64, description="3: RGB PNGs; N > 3: N-band TIFFs (rsdistill synth --bands)")
+    mix: float = Field(0.0, ge=0.0, le=1.0, description="share of mixed scenes (rsdistill synth --mix)")
 
 
 class DatasetSpec(WithOverrides):
