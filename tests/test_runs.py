@@ -459,3 +459,42 @@ def test_distill_with_a_validation_split_reports_the_teachers_accuracy_on_it_bef
     assert teacher["val_top1"] == pytest.approx(val)
     log = (tmp_path / "kd" / "train.log").read_text()
     assert log.index("on the validation split") < log.index("epoch 1/1")
+
+
+def test_distill_shows_the_student_alone_beside_the_teacher_and_warns_when_the_teacher_is_not_ahead(
+        capsys, scenes, tmp_path):
+    """teacher.alone_run: the student alone's last validation top-1 beside the teacher's, before epoch 1."""
+    split = ["data.train_ratio=0.6", "data.val_ratio=0.2"]
+    assert train(capsys, scenes, tmp_path / "t", *split)[0] == 0
+    code, _, err = run_cli(capsys, "train", "--data", scenes, "--model", "resnet20", "--out", tmp_path / "alone",
+                           "--split-file", tmp_path / "t" / "split.json", "--set", *TINY, *split)
+    assert code == 0, err
+    alone_val = json.loads((tmp_path / "alone" / "metrics.jsonl").read_text().splitlines()[-1])["val/top1"]
+    code, _, err = run_cli(capsys, "distill", "--data", scenes, "--teacher", tmp_path / "t", "--student", "resnet20",
+                           "--method", "kd", "--out", tmp_path / "kd", "--set", *TINY,
+                           f"teacher.alone_run={tmp_path / 'alone'}")
+    assert code == 0, err
+    teacher = json.loads((tmp_path / "kd" / "metrics.json").read_text())["teacher"]
+    assert teacher["alone_val_top1"] == pytest.approx(alone_val)
+    assert teacher["alone_run"] == str(tmp_path / "alone")
+    log = (tmp_path / "kd" / "train.log").read_text()
+    lead = teacher["val_top1"] - alone_val
+    said = f"the student alone ('{tmp_path / 'alone'}') {alone_val:.2f}%: the teacher is {lead:+.2f} points ahead"
+    assert said in log and log.index(said) < log.index("epoch 1/1")
+    # two 1-2 epoch networks on 16 px scenes: the teacher is not 3 points ahead, and the log says what that risks
+    assert ("WARNING" in log.split(said)[0].splitlines()[-1]) == (lead < 3.0)
+
+
+def test_a_student_alone_of_another_split_is_refused_in_one_line_before_anything_is_written(capsys, scenes,
+                                                                                              tmp_path):
+    split = ["data.train_ratio=0.6", "data.val_ratio=0.2"]
+    assert train(capsys, scenes, tmp_path / "t", *split)[0] == 0
+    code, _, err = run_cli(capsys, "train", "--data", scenes, "--model", "resnet20", "--out", tmp_path / "alone",
+                           "--seed", "5", "--set", *TINY, *split)
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "distill", "--data", scenes, "--teacher", tmp_path / "t", "--student", "resnet20",
+                           "--method", "kd", "--out", tmp_path / "kd", "--set", *TINY,
+                           f"teacher.alone_run={tmp_path / 'alone'}")
+    assert code == 2
+    assert err.strip().count("\n") == 0 and "teacher.alone_run" in err and "another split" in err
+    assert not (tmp_path / "kd" / "config.yaml").exists()

@@ -39,7 +39,7 @@ from .section import Section, format_validation_error, suggest
 # Fractions of the epochs at which the article's schedule (60/120/160 of 200) decays the lr.
 MILESTONE_FRACTIONS = (0.3, 0.6, 0.8)
 # The fields that name files or folders: stored absolute in a run's config.yaml.
-PATH_FIELDS = ("data.root", "data.split_file", "teacher.checkpoint", "model.weights")
+PATH_FIELDS = ("data.root", "data.split_file", "teacher.checkpoint", "teacher.alone_run", "model.weights")
 
 
 class ModelConfig(Section):
@@ -76,6 +76,10 @@ class TeacherConfig(Section):
     # methods whose teacher signal is its logits (the others run the teacher live). Kept in
     # memory, and under the disk cache with data.cache=disk.
     cache: bool = True
+    # A run of the student trained alone on this run's split: with a validation split, its last
+    # validation top-1 is shown beside the teacher's before epoch 1, and a teacher less than
+    # ALONE_LEAD points ahead of it is warned about (it can cost the student accuracy).
+    alone_run: str | None = None
 
 
 class TrainConfig(Section):

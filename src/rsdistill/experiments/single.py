@@ -53,7 +53,14 @@ from ..runs.claim import (
 from ..runs.folder import RunDir, Status
 from .preflight import preflight
 from .resume_settings import resumed_config
-from .teacher import LoadedTeacher, check_teacher_classes, check_teacher_split, load_teacher
+from .teacher import (
+    LoadedTeacher,
+    check_teacher_classes,
+    check_teacher_split,
+    load_teacher,
+    report_teacher_lead,
+    student_alone_val,
+)
 
 log = logging.getLogger("rsdistill")
 
@@ -200,6 +207,8 @@ class Built:
     teacher: LoadedTeacher | None
     student: ModelAdapter
     distiller: Distiller
+    # teacher.alone_run's (run, validation top-1), read before anything is written
+    alone: tuple[str, float] | None = None
 
 
 def _build(cfg: RunConfig, out: Path, resume: bool, proc: Distributed, device: torch.device,
@@ -227,8 +236,10 @@ def _build(cfg: RunConfig, out: Path, resume: bool, proc: Distributed, device: t
     data = DataModule(cfg.data, cfg.seed, needs=method_cls.needs, split=split, split_source=split_source,
                       progress=cfg.train.progress and proc.is_main, device=str(device), index=index,
                       bands=bands.decoded)
+    alone = None
     if teacher is not None:
         check_teacher_split(teacher, cfg, data)
+        alone = student_alone_val(cfg, data)
     # Defaults that depend on the run (warm-up, per-pair weights) are filled in before the method
     # is built: config.yaml records the values actually used.
     ctx = RunContext(student=cfg.model.name, teacher=teacher.record["arch"] if teacher else None,
@@ -240,7 +251,7 @@ def _build(cfg: RunConfig, out: Path, resume: bool, proc: Distributed, device: t
     if teacher is not None:
         teacher.model.set_read_channels(bands.teacher)
     distiller = method_cls(student, teacher.model if teacher else None, cfg.method, data.info)
-    return Built(cfg, method_cls, index, data, teacher, student, distiller)
+    return Built(cfg, method_cls, index, data, teacher, student, distiller, alone)
 
 
 def _student(cfg: RunConfig, data: DataModule, bands: BandPlan) -> ModelAdapter:
@@ -298,6 +309,9 @@ def _fit(out: Path, built: Built, ckpt: dict[str, Any] | None, device: torch.dev
         cache = run_teacher_cache(cfg, built.method_cls, teacher.model if teacher else None, data, device, proc)
         if cache is not None:
             trainer.set_teacher_cache(cache)
+        if built.alone is not None and "alone_val_top1" not in (trainer.teacher_metrics or {}):
+            trainer.evaluate_teacher()  # before epoch 1, as fit would; a resumed run said it already
+            trainer.teacher_metrics.update(report_teacher_lead(trainer.teacher_metrics["val_top1"], built.alone))
         try:
             trainer.fit(runlog)
         except TrainingDiverged as e:
