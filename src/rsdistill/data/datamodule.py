@@ -42,6 +42,14 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rsdistill"
 
 
+def cache_directory(cfg: DataConfig) -> Path | None:
+    """Where cache files (decoded images, teacher outputs) are kept: data.cache_dir, or the default,
+    with data.cache: disk; None otherwise (computed for the run and not kept)."""
+    if cfg.cache != "disk":
+        return None
+    return Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+
+
 class LazyImages:
     """Decode on access, for datasets that do not fit in memory (``cache: off``, or a set larger
     than ``data.cache_max_gb``); ``size`` None keeps each image's own resolution (the crops of
@@ -228,11 +236,8 @@ class DataModule:
                 decode_all(root, paths, self.cfg.image_size, progress=self.progress,
                            options=self.options, keep=False)
             return LazyImages(root, paths, self.cfg.image_size, self.options)
-        directory = None
-        if self.cfg.cache == "disk":
-            directory = self.cfg.cache_dir or default_cache_dir()
         try:
-            cache = DecodedCache(directory, self.progress, self.options)
+            cache = DecodedCache(cache_directory(self.cfg), self.progress, self.options)
             return cache.load(root, paths, self.cfg.image_size)
         except PermissionError as e:
             raise DataError(f"data.cache_dir: cannot write the decoded cache ({e})") from None

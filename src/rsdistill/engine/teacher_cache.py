@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from ..data.datamodule import DataModule, default_cache_dir
+from ..data.datamodule import DataModule, cache_directory
 from ..data.sampling import Shard
 from ..errors import load_failure
 from ..io import atomic_write
@@ -38,7 +38,6 @@ from .distributed import SINGLE, Distributed, all_reduce_sum, broadcast_object, 
 
 if TYPE_CHECKING:
     from ..config import RunConfig
-    from ..data.config import DataConfig
 
 log = logging.getLogger("rsdistill")
 
@@ -204,14 +203,6 @@ def uses_teacher_cache(cfg: RunConfig, method_cls: type) -> bool:
     strongly augmented view is drawn live at every step)."""
     return (bool(cfg.data.view_bank) and cfg.teacher.cache and method_cls.teacher_outputs <= CACHEABLE
             and "two_views" not in method_cls.needs)
-
-
-def cache_directory(data_cfg: DataConfig) -> Path | None:
-    """Where cache files are kept: beside the decoded images (data.cache: disk), else nowhere (the
-    cache is computed for the run and not kept)."""
-    if data_cfg.cache != "disk":
-        return None
-    return Path(data_cfg.cache_dir) if data_cfg.cache_dir else default_cache_dir()
 
 
 def run_teacher_cache(cfg: RunConfig, method_cls: type, teacher: ModelAdapter | None, data: DataModule,

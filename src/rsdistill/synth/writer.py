@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import DataError
 from .primitives import F32, Canvas, coverage, noise
-from .scenes import SCENE_CLASSES, SCENES
+from .scenes import SCENE_CLASSES, SCENES, Renderer
 
 GENERATOR_VERSION = 1
 # The manifest's name for this generator: the module path before the split into a package, kept so
@@ -87,12 +87,17 @@ def _finish(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def render_scene(class_name: str, size: int, rng: np.random.Generator) -> np.ndarray:
     """One synthetic aerial image of ``class_name``: a ``(size, size, 3)`` uint8 RGB array."""
-    if class_name not in SCENES:
-        raise DataError(f"synth: unknown scene class '{class_name}' (one of: {', '.join(SCENE_CLASSES)})")
+    draw = _renderer(class_name)
     _check_size(size)
     c = Canvas(int(size), rng)
-    SCENES[class_name](c)
+    draw(c)
     return _finish(c.img, rng)
+
+
+def _renderer(class_name: str) -> Renderer:
+    if class_name not in SCENES:
+        raise DataError(f"synth: unknown scene class '{class_name}' (one of: {', '.join(SCENE_CLASSES)})")
+    return SCENES[class_name]
 
 
 def boundary_mask(c: Canvas, share: float) -> np.ndarray:
@@ -108,13 +113,11 @@ def render_mixed_scene(class_name: str, other: str, share: float, size: int, rng
     """A scene of ``class_name`` of which ``other`` covers ``share`` (mixed land use, as in real scene
     sets: the label names the main one). One camera sees both: illumination, colour, blur and noise
     are applied once, after the two are joined."""
-    for name in (class_name, other):
-        if name not in SCENES:
-            raise DataError(f"synth: unknown scene class '{name}' (one of: {', '.join(SCENE_CLASSES)})")
+    draw_main, draw_other = _renderer(class_name), _renderer(other)
     _check_size(size)
     main, second = Canvas(int(size), rng), Canvas(int(size), other_rng)
-    SCENES[class_name](main)
-    SCENES[other](second)
+    draw_main(main)
+    draw_other(second)
     m = boundary_mask(second, share)[..., None]
     return _finish(main.img * (1 - m) + second.img * m, rng)
 
