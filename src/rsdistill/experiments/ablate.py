@@ -84,13 +84,12 @@ def ablate(base: RunConfig, out: Path, seeds: list[int], rows: list[str] | None 
             run_dir = out / row.slug / f"seed{seed}"
             log.info("[%d/%d] %s, seed %d -> %s", done, total, row.label, seed, run_dir)
             run_or_resume(row_config(base, row.method, seed), run_dir)
-    table = ablation_table(out, seeds, rows)
+    table = ablation_table(out, seeds, chosen)
     table.write(out / "ablation", ("md", "csv", "tex"))
     return table
 
 
-def ablation_table(out: Path, seeds: list[int], rows: list[str] | None = None) -> Table:
-    chosen = selected_rows(rows)
+def ablation_table(out: Path, seeds: list[int], chosen: list[Row]) -> Table:
     results = {r.slug: [read_metrics(out / r.slug / f"seed{s}") for s in seeds] for r in chosen}
     ref = statistics.mean(m["top1"] for m in results["isdm"]) if "isdm" in results else None
     first = next(iter(results.values()))[0]
