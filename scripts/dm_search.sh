@@ -14,6 +14,7 @@
 #   weak           KD / ISDM / IS alone / the weak-teacher candidates from OUT/teacher_short at SEEDS
 #                  (the student alone is the main one: same split)
 #   sensitivity    the article's Tables 5-7 around the defaults (gamma 1/2/8, alpha 0.5/2, beta 0.01/1) at SEEDS
+#   sensitivity_wide  the sweep suites' other values (gamma 0.5/16, alpha 0.1, beta 0.05/0.5) at SEEDS
 #   table          the tables (rsdistill table --group-seeds) of the main and weak-teacher rows
 # SPLIT=5_5 runs the same stages on the protocol's 5:5 split (use another OUT).
 # JOBS runs side by side (default 2, one thread each). Re-running skips finished runs and resumes
@@ -55,6 +56,12 @@ declare -A ROWS=(
   [alpha2]="isdm --set method.ce_weight=2"
   [beta0.01]="isdm --set method.beta=0.01"
   [beta1]="isdm --set method.beta=1"
+  # the rest of the articles' values (configs/suites/sweep_*.yaml)
+  [gamma0.5]="isdm --set method.gamma=0.5"
+  [gamma16]="isdm --set method.gamma=16"
+  [alpha0.1]="isdm --set method.ce_weight=0.1"
+  [beta0.05]="isdm --set method.beta=0.05"
+  [beta0.5]="isdm --set method.beta=0.5"
 )
 SCREEN=(alone kd isdm is_alone dm_right dm_pos dm_gap dm_anneal)
 WEAK=(kd isdm is_alone isdm_trust is_trust)
@@ -87,6 +94,7 @@ case $STAGE in
              --set train.epochs=12 "train.milestones=[5,9,11]" train.lr_warmup_epochs=1 train.eval_every=4 ;;
   weak) lines "$OUT/teacher_short" "$OUT/weak" "${WEAK[@]}" | queue ;;
   sensitivity) lines "$OUT/teacher" "$OUT/sens" gamma1 gamma2 gamma8 alpha0.5 alpha2 beta0.01 beta1 | queue ;;
+  sensitivity_wide) lines "$OUT/teacher" "$OUT/sens" gamma0.5 gamma16 alpha0.1 beta0.05 beta0.5 | queue ;;
   table)
     for set in main weak; do
       runs=()
