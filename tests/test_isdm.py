@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 
 import pytest
 import torch
@@ -107,7 +108,7 @@ def test_optimising_the_scaler_moves_q_y_to_an_interior_value_from_both_sides():
     opt = torch.optim.SGD(scaler.parameters(), lr=0.5)
     p_t = F.softmax(z / 4.0, 1)
     for _ in range(300):
-        q = scaled_soft_label(z, labels, scaler(scaler_input(p_t, labels, "sorted")), 4.0)
+        q = scaled_soft_label(z, labels, scaler(scaler_input(p_t, labels)), 4.0)
         loss = entropy_regularization(q, labels, 1.0)
         opt.zero_grad()
         loss.backward()
@@ -154,15 +155,6 @@ def test_margin_modes_and_that_the_margin_shifts_the_target_logit_only():
     assert abs(unshifted.item() - expected.item()) > 1e-4
 
 
-def test_margin_source_prob_reaches_the_margins():
-    zt = torch.tensor([[3.0, 0.0, 0.0, 0, 0, 0], [0.5, 0.4, 0, 0, 0, 0], [0.0, 2.0, 0, 0, 0, 0]])
-    y = torch.tensor([0, 0, 0])
-    p_t = F.softmax(zt / 4.0, 1)
-    d = make("isdm", margin_source="prob", m=5.0)
-    assert torch.allclose(d.margins(zt, y, {"p_t": p_t, "a": torch.zeros(3)}),
-                          dynamic_margin(p_t[:, 0], 5.0, d.cfg.eps))
-
-
 def test_scaler_output_is_clamped_to_a_max():
     scaler = InstanceScaler(4, 8, a_max=2.0)
     torch.nn.init.constant_(scaler.net[2].bias, 100.0)
@@ -171,47 +163,35 @@ def test_scaler_output_is_clamped_to_a_max():
     assert torch.equal(scaler(torch.rand(3, 4)), torch.full((3,), -2.0))
 
 
-def test_class_ordered_scaler_input_reaches_the_scaler():
-    b = batch()
-    probs, ordered = make("isdm", is_input="probs"), make("isdm")
-    for d in (probs, ordered):
-        torch.manual_seed(5)
-        for p in d.scaler.parameters():
-            torch.nn.init.normal_(p, std=0.5)
-    ordered.student.load_state_dict(probs.student.state_dict())
-    ordered.teacher.load_state_dict(probs.teacher.state_dict())
-    _, lp = probs.forward_train(b)
-    _, lo = ordered.forward_train(b)
-    assert abs(lp["er"].item() - lo["er"].item()) > 1e-5
+def test_options_that_lost_the_search_are_gone_and_old_configs_at_their_value_still_load():
+    # is_input (class-ordered scaler input) and is_grad_from_kd lost the search and no table needs them;
+    # a run's config.yaml written before lists them at the value still computed: it loads as it ran
+    old = build_config({"method": {"name": "isdm", "is_input": "sorted", "is_grad_from_kd": False}}).method
+    assert old == build_config({"method": {"name": "isdm"}}).method
+    for key, value in (("is_input", "probs"), ("is_grad_from_kd", True)):
+        with pytest.raises(ConfigError, match=f"{key}.*removed .*lost the search"):
+            build_config({"method": {"name": "isdm", key: value}})
+    # the first reconstruction's gap margin stays (the search record's tables use it); p_t[y] does not
+    assert build_config({"method": {"name": "isdm", "margin_source": "gap"}}).method.margin_source == "gap"
+    with pytest.raises(ConfigError, match="margin_source"):
+        build_config({"method": {"name": "isdm", "margin_source": "prob"}})
 
 
-def test_margin_source_prob_uses_the_teachers_target_probability():
-    d = make("isdm", margin_source="prob")
-    zt = torch.tensor([[3.0, 0.0, 0.0, 0, 0, 0], [0.5, 0.4, 0, 0, 0, 0]])
-    y = torch.tensor([0, 0])
-    p_t = F.softmax(zt / 4.0, 1)
-    assert torch.allclose(d.difficulty(zt, y, p_t), p_t[:, 0])
-
-
-def test_scaler_input_is_class_agnostic_or_class_ordered():
+def test_scaler_input_is_class_agnostic():
     p = torch.tensor([[0.1, 0.5, 0.2, 0.2]])
-    assert torch.equal(scaler_input(p, torch.tensor([2]), "sorted"), torch.tensor([[0.2, 0.5, 0.2, 0.1]]))
-    assert torch.equal(scaler_input(p, torch.tensor([2]), "probs"), p)
+    assert torch.equal(scaler_input(p, torch.tensor([2])), torch.tensor([[0.2, 0.5, 0.2, 0.1]]))
 
 
-def test_scaler_is_small_and_gets_gradients_only_from_er_unless_asked():
+def test_scaler_is_small_and_gets_gradients_only_from_er():
     cfg = build_config({"method": {"name": "isdm"}}).method
     assert registry.get("isdm").extra_parameter_count(cfg, 100) < 10_000
     assert sum(p.numel() for p in InstanceScaler(100, 64, 5.0).parameters()) < 10_000
 
     b = batch()
-    for from_kd in (False, True):
-        d = make("isdm", is_grad_from_kd=from_kd, warmup_epochs=0)
-        _, losses = d.forward_train(b)
-        losses["align"].backward()
-        grads = [p.grad for p in d.scaler.parameters()]
-        reached = any(g is not None and g.abs().sum() > 0 for g in grads)
-        assert reached == from_kd
+    d = make("isdm", warmup_epochs=0)
+    _, losses = d.forward_train(b)
+    losses["align"].backward()
+    assert not any(p.grad is not None and p.grad.abs().sum() > 0 for p in d.scaler.parameters())
     d = make("isdm")
     _, losses = d.forward_train(b)
     losses["er"].backward()
@@ -230,11 +210,9 @@ def test_scaler_is_an_extra_module_without_weight_decay():
 def test_every_hyper_parameter_is_overridable():
     cfg = build_config({"method": {"name": "isdm", "T": 2, "ce_weight": 0.5, "gamma": 2, "beta": 0.2,
                                    "m": 3, "lambda_H": 0.3, "h": 32, "scaling": False,
-                                   "margin": "fixed", "margin_source": "prob", "is_input": "probs",
-                                   "is_grad_from_kd": True}}).method
+                                   "margin": "fixed", "margin_source": "gap", "is_direction": "raise"}}).method
     assert (cfg.T, cfg.ce_weight, cfg.gamma, cfg.beta, cfg.m, cfg.lambda_H, cfg.h) == (2, 0.5, 2, 0.2, 3, 0.3, 32)
-    assert (cfg.scaling, cfg.margin, cfg.margin_source, cfg.is_input, cfg.is_grad_from_kd) == (
-        False, "fixed", "prob", "probs", True)
+    assert (cfg.scaling, cfg.margin, cfg.margin_source, cfg.is_direction) == (False, "fixed", "gap", "raise")
     cfg = build_config({"method": {"name": "isdm", "a_max": 2, "eps": 1e-3, "warmup_epochs": 7,
                                    "logit_std": True, "ls_T": 3, "ls_weight": 5}}).method
     assert (cfg.a_max, cfg.eps, cfg.warmup_epochs, cfg.logit_std, cfg.ls_T, cfg.ls_weight) == (
@@ -325,24 +303,30 @@ def test_ablate_runs_all_rows_writes_the_table_and_skips_finished_runs(capsys, s
     assert (out / "ablation.md").is_file() and (out / "ablation.tex").is_file()
     import yaml
 
-    cfg = yaml.safe_load((out / "is_fm7" / "seed1" / "config.yaml").read_text())
+    # each row and seed is a cell of the suite scheduler: its run folder and its record
+    runs = out / "runs"
+    cfg = yaml.safe_load((runs / "is_fm7" / "seed1" / "config.yaml").read_text())
     assert cfg["method"]["margin"] == "fixed" and cfg["method"]["m"] == 7.0 and cfg["seed"] == 1
-    cfg = yaml.safe_load((out / "wo_both" / "seed0" / "config.yaml").read_text())
+    cfg = yaml.safe_load((runs / "wo_both" / "seed0" / "config.yaml").read_text())
     assert cfg["method"]["scaling"] is False and cfg["method"]["margin"] == "none"
-    stamp = (out / "isdm" / "seed0" / "metrics.json").stat().st_mtime_ns
+    record = json.loads((out / "cells" / "is_fm7" / "seed1.json").read_text())
+    assert record["status"] == "finished" and record["cost"]["seconds_per_iteration"] > 0
+    stamp = (runs / "isdm" / "seed0" / "metrics.json").stat().st_mtime_ns
     code, text2, _ = run_cli(capsys, *args)
-    assert code == 0 and (out / "isdm" / "seed0" / "metrics.json").stat().st_mtime_ns == stamp
+    assert code == 0 and (runs / "isdm" / "seed0" / "metrics.json").stat().st_mtime_ns == stamp
     assert "ISDM (IS + DM)" in text2
     # Other settings into the same directory: an error naming the field, not the old numbers.
     code, _, err = run_cli(capsys, *args, "train.epochs=2")
-    assert code != 0 and "train.epochs" in err and "other settings" in err
-    assert (out / "isdm" / "seed0" / "metrics.json").stat().st_mtime_ns == stamp
+    assert code != 0 and "train.epochs" in err and "changed since it ran" in err and err.count("\n") == 1
+    assert (runs / "isdm" / "seed0" / "metrics.json").stat().st_mtime_ns == stamp
 
 
 def test_the_ablate_rows_are_the_isdm_rows_of_the_ablation_suite(tmp_path):
     from rsdistill.experiments.ablate import ABLATION_SUITE, ablation_rows
     from rsdistill.experiments.suite.spec import load_suite
+    from rsdistill.shipped import shipped_config
 
+    ABLATION_SUITE = shipped_config(ABLATION_SUITE)
     rows = ablation_rows()
     suite_rows = [(m.name, m.row_label) for m in load_suite(ABLATION_SUITE).spec.methods if m.method == "isdm"]
     assert [(r.slug, r.label) for r in rows] == suite_rows == [
@@ -370,7 +354,7 @@ def test_ablate_rows_runs_and_tabulates_only_the_named_rows(capsys, scenes, teac
     assert code == 0, err
     rows = (out / "ablation.csv").read_text().strip().splitlines()[1:]
     assert [r.split(",")[0] for r in rows] == ["w/o DM", "IS + FM (m = 3)"]  # the table's order
-    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["is_fm3", "wo_dm"]
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["is_fm3", "wo_dm"]
     code, _, err = run_cli(capsys, *args, "wo_scaling")
     assert code != 0 and "wo_scaling" in err and "wo_is" in err
 
@@ -455,7 +439,7 @@ def test_is_direction_raise_applies_only_lifts_while_the_scaler_learns_the_two_s
     with torch.no_grad():
         zt = both.teacher(b["image"]).logits
         y = b["label"]
-        u = scaler_input(F.softmax(zt / 4.0, 1), y, "sorted")
+        u = scaler_input(F.softmax(zt / 4.0, 1), y)
         both.scaler.net[2].bias -= both.scaler(u).median()  # some samples lifted, some lowered
     up.scaler.load_state_dict(both.scaler.state_dict())
     two, one = both.soft_targets(zt, y), up.soft_targets(zt, y)

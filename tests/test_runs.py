@@ -346,16 +346,44 @@ def test_demo_runs_teacher_and_three_students_and_writes_the_report(capsys, tmp_
         assert float(student["CPU ms (batch 1)"]) > 0 and student["latency vs teacher"].endswith("x")
         for ratio in ("params vs teacher", "FLOPs vs teacher", "size vs teacher"):
             assert 0 < float(student[ratio].rstrip("x")) < 1, ratio
-    profile = json.loads((out / "profile.json").read_text())
+    profile = json.loads((out / "results.json").read_text())["profile"]["datasets"]["scenes"]
     assert profile["student"]["flops"] == pytest.approx(float(students[0][flops]) * 1e6, rel=0.01)
-    assert profile["teacher"]["arch"] == "resnet18" and (out / "profile.md").is_file()
-    for run in ("teacher", "vanilla", "kd", "isdm"):
-        assert (out / run / "metrics.json").is_file()
-    cfg = yaml.safe_load((out / "isdm" / "config.yaml").read_text())
-    assert cfg["teacher"]["checkpoint"] == str(out / "teacher") and cfg["train"]["lr_warmup_epochs"] == 2.0
-    stamp = (out / "kd" / "metrics.json").stat().st_mtime_ns
+    assert profile["teacher"]["arch"] == "resnet18" and (out / "tables" / "compression_cost.md").is_file()
+    # the demo is the suite configs/suites/demo.yaml with the flags' fields set: a suite folder
+    runs = out / "runs" / "scenes" / "8_2"
+    for run in ("teacher", "alone", "kd", "isdm"):
+        assert (runs / run / "seed0" / "metrics.json").is_file()
+    assert (out / "report.md").is_file()
+    cfg = yaml.safe_load((runs / "isdm" / "seed0" / "config.yaml").read_text())
+    assert cfg["teacher"]["checkpoint"] == str(runs / "teacher" / "seed0") and cfg["train"]["lr_warmup_epochs"] == 2.0
+    assert cfg["data"]["view_bank"] == 8 and cfg["train"]["epochs"] == 1 and cfg["data"]["image_size"] == 16
+    assert yaml.safe_load((runs / "teacher" / "seed0" / "config.yaml").read_text())["data"]["view_bank"] == 0
+    assert len([p for p in (out / "data" / "scenes").iterdir() if p.is_dir()]) == 3  # --classes 3
+    stamp = (runs / "kd" / "seed0" / "metrics.json").stat().st_mtime_ns
     assert run_cli(capsys, *args)[0] == 0  # re-running reuses the finished runs
-    assert (out / "kd" / "metrics.json").stat().st_mtime_ns == stamp
+    assert (runs / "kd" / "seed0" / "metrics.json").stat().st_mtime_ns == stamp
+    assert (out / "results.csv").read_text().splitlines()[1:] == rows[1:]
+
+
+def test_demo_flags_set_the_demo_suite_files_fields_and_leave_the_rest():
+    from rsdistill.experiments.demo import DEMO_SUITE, DemoOptions
+    from rsdistill.experiments.suite.spec import load_suite
+    from rsdistill.shipped import shipped_config
+
+    suite = shipped_config(DEMO_SUITE)
+    default = load_suite(suite, DemoOptions().overrides()).spec
+    assert default.datasets["scenes"].synth.classes == 23 and default.seeds == [0]
+    assert default.student.overrides["train"]["epochs"] == 20 and default.teacher.overrides["train"]["epochs"] == 40
+    spec = load_suite(suite, DemoOptions(classes=5, per_class=7, mix=0.3, image_size=32, teacher_epochs=3,
+                                         student_epochs=2, lr_warmup_epochs=0.5, seed=4, progress=False).overrides()).spec
+    synth = spec.datasets["scenes"].synth
+    assert (synth.classes, synth.per_class, synth.mix, synth.size, synth.seed) == (5, 7, 0.3, 32, 4)
+    assert spec.seeds == [4] and spec.teacher.seed == 4
+    assert spec.overrides["data"]["image_size"] == 32 and spec.overrides["train"]["lr_warmup_epochs"] == 0.5
+    assert spec.overrides["train"]["progress"] is False and spec.overrides["data"]["rs_aug"] is True
+    assert spec.teacher.overrides["train"]["epochs"] == 3 and spec.student.overrides["train"]["epochs"] == 2
+    assert spec.student.overrides["data"]["view_bank"] == 8  # untouched by the flags
+    assert [m.name for m in spec.methods] == ["alone", "kd", "isdm"]
 
 
 def test_table_labels_runs_by_their_path_and_shows_settings_away_from_the_defaults(tmp_path):

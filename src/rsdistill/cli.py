@@ -138,20 +138,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="N")
     p.add_argument("--rows", nargs="+", metavar="ROW",
                    help="run and tabulate only these rows: isdm wo_is wo_dm wo_both is_fm3 is_fm5 is_fm7 (default all)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="runs side by side, each with its share of the CPU threads (default 1)")
 
-    p = sub.add_parser("demo", help="the main job on the embedded synthetic scenes (what `make demo` runs)")
-    p.add_argument("--out", metavar="DIR", default="demo-out")
-    from .experiments.demo import DemoSettings  # the defaults live there, once
-
-    d = DemoSettings()
-    p.add_argument("--classes", type=int, default=d.classes)
-    p.add_argument("--per-class", type=int, default=d.per_class)
-    p.add_argument("--mix", type=float, default=d.mix, metavar="P", help="share of mixed scenes (see `rsdistill synth --mix`)")
-    p.add_argument("--image-size", type=int, default=d.image_size)
-    p.add_argument("--teacher-epochs", type=int, default=d.teacher_epochs)
-    p.add_argument("--student-epochs", type=int, default=d.student_epochs)
-    p.add_argument("--lr-warmup-epochs", type=float, default=d.lr_warmup_epochs)
-    p.add_argument("--seed", type=int, default=d.seed)
+    p = sub.add_parser("demo", help="the main job on the embedded synthetic scenes (what `make demo` runs): the suite "
+                                    "configs/suites/demo.yaml, then its table")
+    p.add_argument("--out", metavar="DIR", default="demo-out", help="the suite folder (default demo-out)")
+    # None: the suite file's value (the defaults live there, once)
+    p.add_argument("--classes", type=int, help="scene classes (default 23)")
+    p.add_argument("--per-class", type=int, help="images per class (default 100)")
+    p.add_argument("--mix", type=float, metavar="P", help="share of mixed scenes (see `rsdistill synth --mix`; default 0)")
+    p.add_argument("--image-size", type=int, help="scene size in px (default 64)")
+    p.add_argument("--teacher-epochs", type=int, help="default 40")
+    p.add_argument("--student-epochs", type=int, help="default 20")
+    p.add_argument("--lr-warmup-epochs", type=float, help="default 2")
+    p.add_argument("--seed", type=int, help="the seed of the scenes, the teacher and the students (default 0)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="students trained side by side, each with its share of the CPU threads (default 1)")
 
     p = sub.add_parser("table", help="compare finished run directories (top-1/top-5, Markdown/CSV/LaTeX)")
     p.add_argument("runs", nargs="+", metavar="RUN")
@@ -341,20 +344,19 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     if cfg.method.name != "isdm":
         raise RsDistillError("ablate: varies ISDM's switches; do not set another method")
     _download(args, cfg)
-    table = ablate(cfg, Path(args.out), args.seeds, args.rows)
+    table = ablate(cfg, Path(args.out), args.seeds, args.rows, jobs=args.jobs)
     print(table.to_markdown())
     print(f"table written to {Path(args.out) / 'ablation.md'} (and .csv, .tex)")
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .experiments.demo import DemoSettings, demo
+    from .experiments.demo import DemoOptions, demo
 
-    settings = DemoSettings(classes=args.classes, per_class=args.per_class, mix=args.mix, image_size=args.image_size,
-                            teacher_epochs=args.teacher_epochs, student_epochs=args.student_epochs,
-                            lr_warmup_epochs=args.lr_warmup_epochs,
-                            seed=args.seed, progress=not args.quiet)
-    table, report = demo(Path(args.out), settings)
+    options = DemoOptions(classes=args.classes, per_class=args.per_class, mix=args.mix, image_size=args.image_size,
+                          teacher_epochs=args.teacher_epochs, student_epochs=args.student_epochs,
+                          lr_warmup_epochs=args.lr_warmup_epochs, seed=args.seed, progress=not args.quiet)
+    table, report = demo(Path(args.out), options, jobs=args.jobs, command=["rsdistill", *sys.argv[1:]])
     print()
     print(table.to_markdown())
     print(f"report: {report}")

@@ -57,9 +57,9 @@ class ISDMConfig(LogitStandardization, DistillationSettings):
     a_max: float = Field(5.0, gt=0, description="clamp of the scaler's output")
     scaling: bool = Field(True, description="IS: scale the teacher's target class per instance")
     margin: Literal["dynamic", "fixed", "none"] = "dynamic"
-    margin_source: Literal["scaling", "gap", "prob"] = Field(
+    margin_source: Literal["scaling", "gap"] = Field(
         "scaling", description="dynamic margin from IS's shift of the teacher's target (scaling), or "
-                               "the batch z-score of the teacher's logit gap (gap) or of p_t[y] (prob)")
+                               "the batch z-score of the teacher's logit gap (gap: the first reconstruction)")
     # 0.5: measured best of {1, 0.5} on the CPU protocol (docs/isdm_search.md); 0 is IS alone.
     kappa: float = Field(0.5, ge=0, description="margin_source=scaling: m_i = -kappa T a_i (1: the student "
                                                 "is shifted as the teacher's label was, 0: IS alone)")
@@ -88,9 +88,6 @@ class ISDMConfig(LogitStandardization, DistillationSettings):
                                                        "points) at which the teacher gets the full weight")
     trust_momentum: float = Field(0.98, ge=0, lt=1, description="trust=advantage: momentum of the running "
                                                                 "accuracies (per step)")
-    is_input: Literal["sorted", "probs"] = Field(
-        "sorted", description="scaler input: target-first sorted probabilities, or p_t in class order")
-    is_grad_from_kd: bool = Field(False, description="let the alignment gradient reach the scaler")
     eps: float = Field(1e-6, gt=0)
 
     @model_validator(mode="before")
@@ -103,12 +100,24 @@ class ISDMConfig(LogitStandardization, DistillationSettings):
             if "ce_weight" in values:
                 raise ValueError("give the CE weight once: 'ce_weight' ('alpha' is its old name)")
             values["ce_weight"] = values.pop("alpha")
+        if isinstance(values, dict) and REMOVED.keys() & values.keys():
+            values = dict(values)
+            for key, kept in REMOVED.items():
+                # the resolved config.yaml of a run made before they went lists them at the one
+                # value still computed: it loads; any other value would not be the run it was
+                if key in values and values.pop(key) != kept:
+                    raise ValueError(f"'{key}' was removed (it lost the search, docs/isdm_search.md); "
+                                     f"only {kept!r} is still computed")
         if isinstance(values, dict) and "lambda_H" in values and "is_level" not in values:
             # lambda_H only acts with the entropy level: a config that sets it means that level. So
             # do the resolved config.yaml files of runs made before `is_level` existed (they list
             # every field), which therefore resume and evaluate as they were trained.
             values = {**values, "is_level": "entropy"}
         return values
+
+
+# Options that lost the search and no table needs, with the one value they are still read at.
+REMOVED = {"is_input": "sorted", "is_grad_from_kd": False}
 
 
 def shift_bounds(direction: str, a_max: float) -> tuple[float, float]:
@@ -135,10 +144,8 @@ class InstanceScaler(nn.Module):
         return num_classes * hidden + hidden + hidden + 1
 
 
-def scaler_input(p_t: Tensor, labels: Tensor, mode: str) -> Tensor:
-    """``sorted``: [p_t[y], non-target p_t sorted descending] (class-agnostic); ``probs``: p_t."""
-    if mode == "probs":
-        return p_t
+def scaler_input(p_t: Tensor, labels: Tensor) -> Tensor:
+    """[p_t[y], the non-target p_t sorted descending]: class-agnostic."""
     mask = target_mask(p_t, labels)
     target = p_t[mask].unsqueeze(1)
     others = p_t[~mask].view(p_t.shape[0], -1).sort(dim=1, descending=True).values
@@ -324,7 +331,7 @@ class ISDM(Distiller[ISDMConfig]):
         p_t = F.softmax(teacher_logits / T, dim=1)
         if self.scaler is None:
             return {"p_t": p_t, "q": p_t, "a": torch.zeros_like(labels, dtype=p_t.dtype)}
-        a = self.scaler(scaler_input(p_t, labels, cfg.is_input).detach())
+        a = self.scaler(scaler_input(p_t, labels).detach())
         er = entropy_regularization(scaled_soft_label(teacher_logits, labels, a, T), labels,
                                     self.entropy_weight(p_t, labels))
         if cfg.is_direction != "both":
@@ -344,9 +351,7 @@ class ISDM(Distiller[ISDMConfig]):
         return self.cfg.lambda_H
 
     def difficulty(self, teacher_logits: Tensor, labels: Tensor, p_t: Tensor) -> Tensor:
-        """Large for easy samples: the teacher's logit gap (or its target probability)."""
-        if self.cfg.margin_source == "prob":
-            return target_logit(p_t, labels)
+        """Large for easy samples: the teacher's logit gap."""
         return target_logit(teacher_logits, labels) - max_non_target_logit(teacher_logits, labels)
 
     def margins(self, teacher_logits: Tensor, labels: Tensor, parts: dict[str, Tensor]) -> Tensor:
@@ -410,7 +415,7 @@ class ISDM(Distiller[ISDMConfig]):
         v = ls_view(cfg, logits, zt, cfg.T, cfg.gamma)
         teacher_logits = v.teacher
         parts = self.soft_targets(teacher_logits, labels)
-        q = parts["q"] if cfg.is_grad_from_kd else parts["q"].detach()
+        q = parts["q"].detach()  # the scaler learns from L_ER only
         m = self.margins(teacher_logits, labels, parts)
         ramp = self.warmup() * self.trust_weight(zt, logits, labels)
         losses = {

@@ -4,13 +4,15 @@ Rows (each over the given seeds, same teacher, same split):
   ISDM; w/o IS; w/o DM; w/o IS and DM (= KD with weight gamma); IS + fixed margin, m = 3, 5, 7.
 They are the ISDM rows of the ablation suite, ``configs/suites/ablation.yaml``, read with the suite
 engine's reader: `rsdistill ablate` and `rsdistill suite configs/suites/ablation.yaml` run the same
-rows (the suite adds the student alone and KD beside them, at its own protocol).
-Run directories: ``OUT/<row>/seed<k>``; finished runs are skipped when the command is re-run.
+rows (the suite adds the student alone and KD beside them, at its own protocol). `ablate` is a
+front end over the suite engine: each row and seed is a cell of the suite scheduler, on the user's
+data, teacher and settings (one process per cell, ``--jobs`` side by side, records in
+``OUT/cells/``). Run directories: ``OUT/runs/<row>/seed<k>``; finished runs are skipped and
+interrupted ones resumed when the command is re-run. The table: ``OUT/ablation.md/.csv/.tex``.
 """
 
 from __future__ import annotations
 
-import logging
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,17 +20,15 @@ from typing import Any
 
 from ..config import RunConfig, build_config
 from ..distillers import registry
-from ..errors import ConfigError, RsDistillError
+from ..errors import RsDistillError
 from ..reports.tables import Table, mean_std
-from .collect import read_metrics, run_or_resume
+from ..shipped import shipped_config
+from .collect import read_metrics
+from .suite.plan import Cell, SuiteFolder
+from .suite.scheduler import run_planned
 from .suite.spec import load_suite
 
-log = logging.getLogger("rsdistill")
-
-# The suite file beside the package's source (src/rsdistill/experiments/ -> the repository's
-# configs/suites/): rsdistill is installed from its repository (pip install -e), like the suite
-# files every `rsdistill suite` command names.
-ABLATION_SUITE = Path(__file__).resolve().parents[3] / "configs" / "suites" / "ablation.yaml"
+ABLATION_SUITE = "suites/ablation.yaml"  # in the shipped configs/
 # The switches the table shows; every row gives both, so that a base config setting one of them
 # (--config, --set) never changes what a row is.
 SWITCHES = ("scaling", "margin")
@@ -44,12 +44,10 @@ class Row:
     method: dict[str, Any]
 
 
-def ablation_rows(suite_file: Path = ABLATION_SUITE) -> list[Row]:
-    """The rows of ``suite_file`` that run ISDM, in its order; a switch a row leaves out is ISDM's
-    default."""
-    if not suite_file.is_file():
-        raise ConfigError(f"ablate: the ablation's suite file '{suite_file}' is missing (its rows are read from "
-                          "the repository's configs/suites/; install rsdistill from its repository)")
+def ablation_rows(suite_file: Path | None = None) -> list[Row]:
+    """The rows of ``suite_file`` (default: the shipped ablation suite) that run ISDM, in its order;
+    a switch a row leaves out is ISDM's default."""
+    suite_file = suite_file or shipped_config(ABLATION_SUITE)
     defaults = registry.get("isdm").Config(name="isdm")
     return [Row(m.name, m.row_label, {**{k: getattr(defaults, k) for k in SWITCHES}, **m.overrides.get("method", {})})
             for m in load_suite(suite_file).spec.methods if m.method == "isdm"]
@@ -72,25 +70,30 @@ def selected_rows(rows: list[str] | None) -> list[Row]:
     return [r for r in every if rows is None or r.slug in rows]
 
 
-def ablate(base: RunConfig, out: Path, seeds: list[int], rows: list[str] | None = None) -> Table:
+def ablate(base: RunConfig, out: Path, seeds: list[int], rows: list[str] | None = None, jobs: int = 1) -> Table:
     if base.method.name != "isdm":
         raise ValueError("the ablation varies ISDM's switches; base.method must be isdm")
     chosen = selected_rows(rows)
-    total = len(chosen) * len(seeds)
-    done = 0
-    for row in chosen:
-        for seed in seeds:
-            done += 1
-            run_dir = out / row.slug / f"seed{seed}"
-            log.info("[%d/%d] %s, seed %d -> %s", done, total, row.label, seed, run_dir)
-            run_or_resume(row_config(base, row.method, seed), run_dir)
-    table = ablation_table(out, seeds, chosen)
+    folder = SuiteFolder(out)
+    cells = [cell(folder, base, row, seed) for row in chosen for seed in seeds]
+    outcome = run_planned(cells, folder, "ablate", jobs)
+    if not outcome.ok:
+        cid, why = next(iter(outcome.failed.items()))
+        raise RsDistillError(f"ablate: {len(outcome.failed)} run(s) did not finish ({cid}: {why}); the finished ones "
+                             f"are kept in '{out}': run the same command again to resume")
+    table = ablation_table(folder, seeds, chosen)
     table.write(out / "ablation", ("md", "csv", "tex"))
     return table
 
 
-def ablation_table(out: Path, seeds: list[int], chosen: list[Row]) -> Table:
-    results = {r.slug: [read_metrics(out / r.slug / f"seed{s}") for s in seeds] for r in chosen}
+def cell(folder: SuiteFolder, base: RunConfig, row: Row, seed: int) -> Cell:
+    cid = f"{row.slug}/seed{seed}"
+    return Cell(id=cid, dataset="", split="", row=row.slug, seed=seed, kind="method", label=row.label,
+                method="isdm", run_dir=str(folder.run_dir(cid)), config=row_config(base, row.method, seed).to_dict())
+
+
+def ablation_table(folder: SuiteFolder, seeds: list[int], chosen: list[Row]) -> Table:
+    results = {r.slug: [read_metrics(folder.run_dir(f"{r.slug}/seed{s}")) for s in seeds] for r in chosen}
     ref = statistics.mean(m["top1"] for m in results["isdm"]) if "isdm" in results else None
     first = next(iter(results.values()))[0]
     teacher = first.get("teacher", {})

@@ -1,143 +1,121 @@
-"""The main job of `make demo`: on the embedded synthetic scenes, train the teacher, then the student
-alone, with KD and with ISDM (same seed, same epochs, same bank of views), and report top-1/top-5
-with what compression bought: the profiler's parameters, FLOPs, ONNX file size and CPU latency of the
-student beside the teacher (``profile.md``/``.json`` hold the full record). Re-running reuses
-finished runs.
+"""The main job of `make demo`, a front end over the suite engine: it runs the suite
+``configs/suites/demo.yaml`` (synthetic scenes; a teacher, then the student alone, with KD and with
+ISDM: same seed, same epochs, same bank of views) into OUT, then writes the demo's table,
+``OUT/results.md`` and ``.csv``: top-1/top-5 with what compression bought (the parameters, FLOPs,
+ONNX file size and CPU latency of the student beside the teacher, as the suite report's profiler
+measured them: ``OUT/tables/compression_cost.md``). OUT is a suite folder: re-running resumes and
+skips finished runs, and `rsdistill report OUT` works on it.
 
-The pair and recipe are the CPU protocol's (docs/protocol.md) at the demo's size: a ResNet18
-teacher and an on-board-sized ShuffleNetV2 x0.5 student, aerial augmentation (rs_aug) on a bank of
-8 views per image, so KD and ISDM read the teacher's logits from the cache and cost about what the
-student alone costs."""
+The command's flags set the suite file's fields (:meth:`DemoOptions.overrides`); the defaults live
+in the suite file, once."""
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import torch
-
-from ..config import build_config
-from ..deploy.profile import (
-    QUICK,
-    comparison,
-    cpu_batch1_ms,
-    flops_unit,
-    quick_cost,
-    times,
-    write_profile,
-)
-from ..engine.checkpoint import load_model
+from ..deploy.profile import QUICK, cpu_batch1_ms, flops_unit, times
+from ..errors import RsDistillError
 from ..reports.tables import Table
-from ..synth import generate_dataset
-from .collect import run_or_resume
+from ..shipped import shipped_config
+from .suite.scheduler import run_suite
+from .suite.spec import load_suite
 
 log = logging.getLogger("rsdistill")
 
+DEMO_SUITE = "suites/demo.yaml"
+DATASET = "scenes"  # the suite file's one dataset
+
 
 @dataclass(frozen=True)
-class DemoSettings:
-    # All 23 scene classes: with 12, the student alone came within 2 points of its teacher and there
-    # was nothing left to distil (docs/results.md, `make demo`).
-    classes: int = 23
-    per_class: int = 100
-    mix: float = 0.0
-    image_size: int = 64
-    teacher_epochs: int = 40
-    # 20: a short schedule, where a small student trained alone is still far from its teacher (8-22
-    # points over 5 runs) and KD and ISDM were ahead of it in every run, though at 2 threads by less
-    # than the runs' spread. At 30 epochs KD was level with the student alone; at 60 the student
-    # alone is within 2.4 points of the teacher (docs/results.md).
-    student_epochs: int = 20
-    # A linear lr warm-up: at lr 0.1 a network trained from scratch on 1,840 images otherwise spends
-    # its first epoch in exploding BatchNorm statistics (the article's 200-epoch runs absorb this).
-    lr_warmup_epochs: float = 2.0
-    seed: int = 0
-    teacher: str = "resnet18"
-    student: str = "shufflenet_v2_x0_5"
-    view_bank: int = 8
+class DemoOptions:
+    """`rsdistill demo`'s flags; None leaves the suite file's value."""
+
+    classes: int | None = None
+    per_class: int | None = None
+    mix: float | None = None
+    image_size: int | None = None
+    teacher_epochs: int | None = None
+    student_epochs: int | None = None
+    lr_warmup_epochs: float | None = None
+    seed: int | None = None
     progress: bool = True
 
+    def overrides(self) -> list[str]:
+        """The suite-file fields these options set, as ``rsdistill suite --set`` items."""
+        synth = f"datasets.{DATASET}.synth"
+        items = {f"{synth}.classes": self.classes, f"{synth}.per_class": self.per_class, f"{synth}.mix": self.mix,
+                 f"{synth}.size": self.image_size, "set.data.image_size": self.image_size,
+                 "teacher.set.train.epochs": self.teacher_epochs, "student.set.train.epochs": self.student_epochs,
+                 "set.train.lr_warmup_epochs": self.lr_warmup_epochs,
+                 # one seed for everything, as the demo always had: the scenes, the teacher, the students
+                 "seeds": None if self.seed is None else [self.seed], f"{synth}.seed": self.seed,
+                 "teacher.seed": self.seed}
+        out = [f"{key}={json.dumps(value)}" for key, value in items.items() if value is not None]
+        return out + [f"set.train.progress={json.dumps(self.progress)}"]
 
-STUDENTS = [("vanilla", "ce", "student alone (CE)"), ("kd", "kd", "KD"), ("isdm", "isdm", "ISDM")]
+
+def demo(out: Path, options: DemoOptions = DemoOptions(), *, jobs: int = 1,
+         command: list[str] | None = None) -> tuple[Table, Path]:
+    """Run the demo suite into ``out`` and write its table; returns the table and results.md's path."""
+    suite_file = shipped_config(DEMO_SUITE)
+    overrides = options.overrides()
+    spec = load_suite(suite_file, overrides).spec  # checked before anything is written
+    outcome = run_suite(suite_file, out, jobs=jobs, overrides=overrides, verbose=options.progress,
+                        command=command or ["rsdistill", "demo", "--out", str(out)])
+    if not outcome.ok:
+        cell, why = next(iter(outcome.failed.items()))
+        raise RsDistillError(f"demo: {len(outcome.failed)} run(s) did not finish ({cell}: {why}); the finished ones "
+                             f"are kept in '{out}': run the same command again to resume")
+    results = json.loads((Path(out) / "results.json").read_text())
+    synth = spec.datasets[DATASET].synth
+    seed = spec.seeds[0]
+    title = (f"rsdistill demo: {synth.classes} synthetic aerial scene classes, {synth.per_class} images each at "
+             f"{synth.size} px{f' ({synth.mix:.0%} of them mixed land use)' if synth.mix else ''}, "
+             f"{spec.splits[0]} split, seed {seed}; last-epoch test accuracy")
+    table = demo_table(results, [(m.name, m.row_label) for m in spec.methods], seed, title)
+    table.write(Path(out) / "results", ("md", "csv"))
+    return table, Path(out) / "results.md"
 
 
-def demo(out: Path, s: DemoSettings = DemoSettings()) -> tuple[Table, Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    data = out / "data"
-    steps = 2 + len(STUDENTS)
-    log.info("[1/%d] synthetic scenes: %d classes x %d images at %d px -> %s", steps, s.classes,
-             s.per_class, s.image_size, data)
-    generate_dataset(data, classes=s.classes, per_class=s.per_class, size=s.image_size, seed=s.seed,
-                     progress=s.progress, mix=s.mix)
-
-    def cfg(model: str, method: str, epochs: int, teacher: Path | None = None):
-        layer = {
-            "seed": s.seed,
-            "data": {"root": str(data), "image_size": s.image_size, "rs_aug": True,
-                     "view_bank": s.view_bank if method != "ce" or model == s.student else 0},
-            "model": {"name": model},
-            "method": {"name": method},
-            "train": {"epochs": epochs, "progress": s.progress, "lr_warmup_epochs": s.lr_warmup_epochs},
-        }
-        if teacher is not None:
-            layer["teacher"] = {"checkpoint": str(teacher), "model": s.teacher}
-        return build_config(layer, source="demo")
-
-    log.info("[2/%d] teacher %s, %d epochs", steps, s.teacher, s.teacher_epochs)
-    teacher_metrics = run_or_resume(cfg(s.teacher, "ce", s.teacher_epochs), out / "teacher")
-    results = {}
-    for i, (slug, method, label) in enumerate(STUDENTS, start=3):
-        log.info("[%d/%d] student %s: %s, %d epochs", i, steps, s.student, label, s.student_epochs)
-        teacher = out / "teacher" if method != "ce" else None
-        results[slug] = run_or_resume(cfg(s.student, method, s.student_epochs, teacher), out / slug)
-
-    cost = profile_pair(out, s)
-    t, st = cost["teacher"], cost["student"]
-    unit, scale = flops_unit(t["flops"])
-    size_mb = lambda c: c["onnx_bytes"] / 1e6 if c["onnx_bytes"] else None  # noqa: E731
+def demo_table(results: dict[str, Any], rows: list[tuple[str, str]], seed: int, title: str) -> Table:
+    """The teacher and each student row of the suite's ``results.json`` at ``seed``, with the
+    profiler's cost of the teacher and the student and the student / teacher ratios."""
+    cells = [c for c in results["cells"] if c["dataset"] == DATASET]
+    teacher = next(c for c in cells if c["kind"] == "teacher")
+    by_row = {c["row"]: c for c in cells if c["kind"] == "method" and c["seed"] == seed}
+    cost = results["profile"]["datasets"][DATASET]
+    t, st, r = cost["teacher"], cost["student"], cost["ratios_student_over_teacher"] or {}
+    unit, scale = flops_unit(max((c["flops"] for c in (t, st) if c), default=0))
+    size_mb = lambda c: c["onnx_bytes"] / 1e6 if c and c["onnx_bytes"] else None  # noqa: E731
     table = Table(
         ["model", "training", "epochs", "top-1 (%)", "top-5 (%)", "Δ top-1 vs alone", "params (M)",
          "params vs teacher", f"{unit} (1 image)", "FLOPs vs teacher", "ONNX file (MB)", "size vs teacher",
          "CPU ms (batch 1)", "latency vs teacher"],
-        title=(f"rsdistill demo: {s.classes} synthetic aerial scene classes, {s.per_class} images "
-               f"each at {s.image_size} px{f' ({s.mix:.0%} of them mixed land use)' if s.mix else ''}, 8:2 split, "
-               f"seed {s.seed}; last-epoch test accuracy"),
-        notes=[f"Cost as `rsdistill profile` measures it (all figures: profile.md, profile.json): FLOPs of one "
-               f"{s.image_size} px image, the float ONNX file, PyTorch on the CPU at batch 1 (median of "
-               f"{QUICK['repeats']} runs, {cost['threads']} thread(s); onnxruntime's in profile.md); \"vs teacher\" "
-               "is student / teacher."
+        title=title,
+        notes=[f"Cost as `rsdistill profile` measures it (all figures: tables/compression_cost.md, results.json): FLOPs "
+               f"of one image at the runs' size, the float ONNX file, PyTorch on the CPU at batch 1 (median of "
+               f"{QUICK['repeats']} runs, {(st or t or {}).get('threads', '?')} thread(s); onnxruntime's in "
+               "tables/compression_cost.md); \"vs teacher\" is student / teacher."
                + "".join(f" {n}." for n in cost["notes"])],
     )
-    table.add(s.teacher, "teacher (CE)", s.teacher_epochs, teacher_metrics["top1"], teacher_metrics["top5"],
-              None, t["params"] / 1e6, "1.00x", t["flops"] / scale, "1.00x", size_mb(t),
-              "1.00x" if t["onnx_bytes"] else None, cpu_batch1_ms(t), "1.00x")
-    r = cost["ratios_student_over_teacher"]
-    alone = results["vanilla"]["top1"]
-    for slug, _, label in STUDENTS:
-        m = results[slug]
-        table.add(s.student, label, s.student_epochs, m["top1"], m["top5"],
-                  None if slug == "vanilla" else f"{m['top1'] - alone:+.2f}", st["params"] / 1e6,
-                  times(r["params"]), st["flops"] / scale, times(r["flops"]), size_mb(st), times(r["onnx_bytes"]),
-                  cpu_batch1_ms(st), times(r["latency_ms"].get("pytorch", {}).get("cpu", {}).get("1")))
-    report = out / "results.md"
-    table.write(out / "results", ("md", "csv"))
-    return table, report
 
+    def measured(c: dict[str, Any] | None, key: str) -> float | None:
+        return None if c is None else c[key] / (1e6 if key == "params" else scale)
 
-def profile_pair(out: Path, s: DemoSettings) -> dict:
-    """The teacher and the student (alone: every student has the same architecture) measured by the
-    profiler at the demo's size; the record is written to ``out/profile.json`` and ``.md``."""
-    log.info("profiling the teacher and the student: CPU, batch 1, %d px", s.image_size)
-    costs, notes = {}, []
-    for role, run in (("teacher", out / "teacher"), ("student", out / "vanilla")):
-        model, _ = load_model(run)
-        costs[role], why = quick_cost(model, str(run), s.image_size)
-        notes += [n for n in why if n not in notes]
-    record = comparison(costs["student"], costs["teacher"],
-                        {"image_size": s.image_size, **QUICK, "threads": torch.get_num_threads(),
-                         "latency": "median ms per batch over the repeats, after the warm-up runs",
-                         "notes": notes})
-    write_profile(record, out / "profile", f"rsdistill demo, {s.image_size} px, {record['threads']} threads; latency: "
-                  f"median of {QUICK['repeats']} runs after {QUICK['warmup']} warm-up runs")
-    return record
+    tm = teacher["metrics"]
+    table.add(tm["model"], "teacher (CE)", tm["epochs"], tm["top1"], tm["top5"], None, measured(t, "params"),
+              "1.00x", measured(t, "flops"), "1.00x", size_mb(t), "1.00x" if size_mb(t) else None,
+              cpu_batch1_ms(t) if t else None, "1.00x")
+    alone = by_row["alone"]["metrics"]["top1"]
+    for row, label in rows:
+        m = by_row[row]["metrics"]
+        ms = r.get("latency_ms", {}).get("pytorch", {}).get("cpu", {}).get("1")
+        table.add(m["model"], label, m["epochs"], m["top1"], m["top5"],
+                  None if row == "alone" else f"{m['top1'] - alone:+.2f}", measured(st, "params"),
+                  times(r.get("params")), measured(st, "flops"), times(r.get("flops")), size_mb(st),
+                  times(r.get("onnx_bytes")), cpu_batch1_ms(st) if st else None, times(ms))
+    return table

@@ -87,6 +87,26 @@ def run_suite(suite_file: str | Path, out: str | Path, *, jobs: int = 1, overrid
     return outcome
 
 
+def run_planned(cells: list[Cell], folder: SuiteFolder, what: str, jobs: int = 1, verbose: bool = True) -> SuiteOutcome:
+    """Cells a front end planned itself (`rsdistill ablate`: its rows' configs), run by the suite's
+    scheduler in ``folder`` under its lock: one process per cell, their records, resuming and
+    skipping finished cells, Ctrl-C and SIGTERM stopping them. No suite.json: the front end writes
+    its own table. ``what`` names the front end in errors; a started cell with other settings than
+    its run folder holds is refused, naming the fields, before anything runs."""
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1 (got {jobs})")
+    folder.root.mkdir(parents=True, exist_ok=True)
+    try:
+        lock = RunLock(folder.root).acquire()
+    except RunDirectoryInUse as e:
+        raise RsDistillError(str(e)) from None
+    try:
+        check_unchanged(cells, folder, what, "Give the settings it ran with, use another --out")
+        return run_cells(cells, folder, jobs, verbose)
+    finally:
+        lock.release()
+
+
 def _check_folder(folder: SuiteFolder) -> None:
     root = folder.root
     if root.exists() and not root.is_dir():
@@ -98,7 +118,8 @@ def _check_folder(folder: SuiteFolder) -> None:
                                  "folder (no suite.json): choose a new or empty folder")
 
 
-def check_unchanged(cells: list[Cell], folder: SuiteFolder, suite_path: str) -> None:
+def check_unchanged(cells: list[Cell], folder: SuiteFolder, suite_path: str,
+                    remedy: str = "Restore the suite file, use another --out") -> None:
     """A started cell (its run directory holds a config.yaml) must have the settings it was made
     with, as suite.json recorded them and as its run directory holds them. A cell not started yet
     takes the new settings: there is no result to mistake for theirs."""
@@ -122,7 +143,7 @@ def check_unchanged(cells: list[Cell], folder: SuiteFolder, suite_path: str) -> 
         more = f" (and {len(changed) - 1} more cell(s))" if len(changed) > 1 else ""
         raise ConfigError(
             f"{suite_path}: the settings of cell '{cid}' changed since it ran{more}: {'; '.join(diffs)}. "
-            f"Restore the suite file, use another --out, or delete '{folder.run_dir(cid)}' to redo the cell")
+            f"{remedy}, or delete '{folder.run_dir(cid)}' to redo the cell")
 
 
 def follow_move(cells: list[Cell], folder: SuiteFolder) -> None:
