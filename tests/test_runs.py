@@ -384,6 +384,11 @@ def test_demo_flags_set_the_demo_suite_files_fields_and_leave_the_rest():
     assert spec.teacher.overrides["train"]["epochs"] == 3 and spec.student.overrides["train"]["epochs"] == 2
     assert spec.student.overrides["data"]["view_bank"] == 8  # untouched by the flags
     assert [m.name for m in spec.methods] == ["alone", "kd", "isdm"]
+    # what --help shows as the defaults is the suite file's
+    from rsdistill.experiments.demo import suite_defaults
+
+    assert suite_defaults() == {"classes": 23, "per_class": 100, "mix": 0.0, "image_size": 64, "teacher_epochs": 40,
+                                "student_epochs": 20, "lr_warmup_epochs": 2, "seed": 0}
 
 
 def test_table_labels_runs_by_their_path_and_shows_settings_away_from_the_defaults(tmp_path):

@@ -144,15 +144,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the main job on the embedded synthetic scenes (what `make demo` runs): the suite "
                                     "configs/suites/demo.yaml, then its table")
     p.add_argument("--out", metavar="DIR", default="demo-out", help="the suite folder (default demo-out)")
-    # None: the suite file's value (the defaults live there, once)
-    p.add_argument("--classes", type=int, help="scene classes (default 23)")
-    p.add_argument("--per-class", type=int, help="images per class (default 100)")
-    p.add_argument("--mix", type=float, metavar="P", help="share of mixed scenes (see `rsdistill synth --mix`; default 0)")
-    p.add_argument("--image-size", type=int, help="scene size in px (default 64)")
-    p.add_argument("--teacher-epochs", type=int, help="default 40")
-    p.add_argument("--student-epochs", type=int, help="default 20")
-    p.add_argument("--lr-warmup-epochs", type=float, help="default 2")
-    p.add_argument("--seed", type=int, help="the seed of the scenes, the teacher and the students (default 0)")
+    # None: the suite file's value (the defaults live there, once; the help shows them)
+    from .experiments.demo import suite_defaults
+
+    try:
+        d = suite_defaults()
+    except RsDistillError:  # a broken install: `rsdistill demo` itself says why
+        d = {}
+    default = lambda key: f" (default {d[key]:g})" if d.get(key) is not None else ""  # noqa: E731
+    p.add_argument("--classes", type=int, help="scene classes" + default("classes"))
+    p.add_argument("--per-class", type=int, help="images per class" + default("per_class"))
+    p.add_argument("--mix", type=float, metavar="P", help="share of mixed scenes (see `rsdistill synth --mix`)" + default("mix"))
+    p.add_argument("--image-size", type=int, help="scene size in px" + default("image_size"))
+    p.add_argument("--teacher-epochs", type=int, help="teacher epochs" + default("teacher_epochs"))
+    p.add_argument("--student-epochs", type=int, help="epochs of each student" + default("student_epochs"))
+    p.add_argument("--lr-warmup-epochs", type=float, help="linear lr warm-up" + default("lr_warmup_epochs"))
+    p.add_argument("--seed", type=int, help="the seed of the scenes, the teacher and the students" + default("seed"))
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="students trained side by side, each with its share of the CPU threads (default 1)")
 

@@ -58,6 +58,16 @@ class DemoOptions:
         return out + [f"set.train.progress={json.dumps(self.progress)}"]
 
 
+def suite_defaults() -> dict[str, Any]:
+    """What the demo runs when no flag is given, read from the suite file (for `rsdistill demo --help`)."""
+    spec = load_suite(shipped_config(DEMO_SUITE)).spec
+    synth = spec.datasets[DATASET].synth
+    train = lambda role: role.overrides.get("train", {})  # noqa: E731
+    return {"classes": synth.classes, "per_class": synth.per_class, "mix": synth.mix, "image_size": synth.size,
+            "teacher_epochs": train(spec.teacher).get("epochs"), "student_epochs": train(spec.student).get("epochs"),
+            "lr_warmup_epochs": spec.overrides.get("train", {}).get("lr_warmup_epochs"), "seed": spec.seeds[0]}
+
+
 def demo(out: Path, options: DemoOptions = DemoOptions(), *, jobs: int = 1,
          command: list[str] | None = None) -> tuple[Table, Path]:
     """Run the demo suite into ``out`` and write its table; returns the table and results.md's path."""
