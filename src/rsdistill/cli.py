@@ -67,9 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bands", type=int, default=3, help="bands per image: 3 writes RGB PNGs; N > 3 writes N-band "
                    "16-bit TIFFs (R, G, B, then bands that carry class information, as NIR/SWIR do)")
+    from .synth.writer import MIXED_SHARE
+
     p.add_argument("--mix", type=float, default=0.0, metavar="P",
-                   help="probability that a scene is mixed: another class covers 20-45%% of it behind a wavy "
-                   "boundary, the label names the main one (mixed land use, as in real scene sets; default 0)")
+                   help=f"probability that a scene is mixed: another class covers {MIXED_SHARE[0] * 100:.0f}-"
+                   f"{MIXED_SHARE[1] * 100:.0f}%% of it behind a wavy boundary, the label names the main one (mixed land "
+                   "use, as in real scene sets; default 0)")
 
     p = sub.add_parser("train", help="train a model with cross-entropy (a teacher, or a student alone)")
     _add_run_options(p)

@@ -76,24 +76,24 @@ def ablate(base: RunConfig, out: Path, seeds: list[int], rows: list[str] | None 
     chosen = selected_rows(rows)
     folder = SuiteFolder(out)
     cells = [cell(folder, base, row, seed) for row in chosen for seed in seeds]
-    outcome = run_planned(cells, folder, "ablate", jobs)
-    if not outcome.ok:
-        cid, why = next(iter(outcome.failed.items()))
-        raise RsDistillError(f"ablate: {len(outcome.failed)} run(s) did not finish ({cid}: {why}); the finished ones "
-                             f"are kept in '{out}': run the same command again to resume")
+    run_planned(cells, folder, "ablate", jobs).require_all("ablate", out)
     table = ablation_table(folder, seeds, chosen)
     table.write(out / "ablation", ("md", "csv", "tex"))
     return table
 
 
+def cell_id(slug: str, seed: int) -> str:
+    return f"{slug}/seed{seed}"
+
+
 def cell(folder: SuiteFolder, base: RunConfig, row: Row, seed: int) -> Cell:
-    cid = f"{row.slug}/seed{seed}"
+    cid = cell_id(row.slug, seed)
     return Cell(id=cid, dataset="", split="", row=row.slug, seed=seed, kind="method", label=row.label,
                 method="isdm", run_dir=str(folder.run_dir(cid)), config=row_config(base, row.method, seed).to_dict())
 
 
 def ablation_table(folder: SuiteFolder, seeds: list[int], chosen: list[Row]) -> Table:
-    results = {r.slug: [read_metrics(folder.run_dir(f"{r.slug}/seed{s}")) for s in seeds] for r in chosen}
+    results = {r.slug: [read_metrics(folder.run_dir(cell_id(r.slug, s))) for s in seeds] for r in chosen}
     ref = statistics.mean(m["top1"] for m in results["isdm"]) if "isdm" in results else None
     first = next(iter(results.values()))[0]
     teacher = first.get("teacher", {})

@@ -12,22 +12,31 @@ in the suite file, once."""
 from __future__ import annotations
 
 import json
-import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from ..deploy.profile import QUICK, cpu_batch1_ms, flops_unit, times
-from ..errors import RsDistillError
 from ..reports.tables import Table
 from ..shipped import shipped_config
 from .suite.scheduler import run_suite
-from .suite.spec import load_suite
-
-log = logging.getLogger("rsdistill")
+from .suite.spec import load_suite, read_with_bases
 
 DEMO_SUITE = "suites/demo.yaml"
 DATASET = "scenes"  # the suite file's one dataset
+SYNTH = f"datasets.{DATASET}.synth"
+# Each option and the suite-file fields it sets; --help shows the first one's value as the default.
+# One seed for everything, as the demo always had: the scenes, the teacher, the students.
+FIELDS = {
+    "classes": (f"{SYNTH}.classes",),
+    "per_class": (f"{SYNTH}.per_class",),
+    "mix": (f"{SYNTH}.mix",),
+    "image_size": (f"{SYNTH}.size", "set.data.image_size"),
+    "teacher_epochs": ("teacher.set.train.epochs",),
+    "student_epochs": ("student.set.train.epochs",),
+    "lr_warmup_epochs": ("set.train.lr_warmup_epochs",),
+    "seed": (f"{SYNTH}.seed", "teacher.seed", "seeds"),
+}
 
 
 @dataclass(frozen=True)
@@ -46,26 +55,26 @@ class DemoOptions:
 
     def overrides(self) -> list[str]:
         """The suite-file fields these options set, as ``rsdistill suite --set`` items."""
-        synth = f"datasets.{DATASET}.synth"
-        items = {f"{synth}.classes": self.classes, f"{synth}.per_class": self.per_class, f"{synth}.mix": self.mix,
-                 f"{synth}.size": self.image_size, "set.data.image_size": self.image_size,
-                 "teacher.set.train.epochs": self.teacher_epochs, "student.set.train.epochs": self.student_epochs,
-                 "set.train.lr_warmup_epochs": self.lr_warmup_epochs,
-                 # one seed for everything, as the demo always had: the scenes, the teacher, the students
-                 "seeds": None if self.seed is None else [self.seed], f"{synth}.seed": self.seed,
-                 "teacher.seed": self.seed}
-        out = [f"{key}={json.dumps(value)}" for key, value in items.items() if value is not None]
+        out = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in FIELDS and value is not None:
+                out += [f"{key}={json.dumps([value] if key == 'seeds' else value)}" for key in FIELDS[f.name]]
         return out + [f"set.train.progress={json.dumps(self.progress)}"]
 
 
 def suite_defaults() -> dict[str, Any]:
-    """What the demo runs when no flag is given, read from the suite file (for `rsdistill demo --help`)."""
-    spec = load_suite(shipped_config(DEMO_SUITE)).spec
-    synth = spec.datasets[DATASET].synth
-    train = lambda role: role.overrides.get("train", {})  # noqa: E731
-    return {"classes": synth.classes, "per_class": synth.per_class, "mix": synth.mix, "image_size": synth.size,
-            "teacher_epochs": train(spec.teacher).get("epochs"), "student_epochs": train(spec.student).get("epochs"),
-            "lr_warmup_epochs": spec.overrides.get("train", {}).get("lr_warmup_epochs"), "seed": spec.seeds[0]}
+    """What the demo runs when no flag is given, read from the suite file (for `rsdistill demo --help`,
+    so read, not validated: every command builds the parser)."""
+    raw = read_with_bases(shipped_config(DEMO_SUITE))
+
+    def value(key: str) -> Any:
+        node: Any = raw
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        return node
+
+    return {option: value(keys[0]) for option, keys in FIELDS.items()}
 
 
 def demo(out: Path, options: DemoOptions = DemoOptions(), *, jobs: int = 1,
@@ -74,12 +83,8 @@ def demo(out: Path, options: DemoOptions = DemoOptions(), *, jobs: int = 1,
     suite_file = shipped_config(DEMO_SUITE)
     overrides = options.overrides()
     spec = load_suite(suite_file, overrides).spec  # checked before anything is written
-    outcome = run_suite(suite_file, out, jobs=jobs, overrides=overrides, verbose=options.progress,
-                        command=command or ["rsdistill", "demo", "--out", str(out)])
-    if not outcome.ok:
-        cell, why = next(iter(outcome.failed.items()))
-        raise RsDistillError(f"demo: {len(outcome.failed)} run(s) did not finish ({cell}: {why}); the finished ones "
-                             f"are kept in '{out}': run the same command again to resume")
+    run_suite(suite_file, out, jobs=jobs, overrides=overrides, verbose=options.progress,
+              command=command or ["rsdistill", "demo", "--out", str(out)]).require_all("demo", out)
     results = json.loads((Path(out) / "results.json").read_text())
     synth = spec.datasets[DATASET].synth
     seed = spec.seeds[0]
@@ -121,11 +126,11 @@ def demo_table(results: dict[str, Any], rows: list[tuple[str, str]], seed: int, 
               "1.00x", measured(t, "flops"), "1.00x", size_mb(t), "1.00x" if size_mb(t) else None,
               cpu_batch1_ms(t) if t else None, "1.00x")
     alone = by_row["alone"]["metrics"]["top1"]
+    latency = times(r.get("latency_ms", {}).get("pytorch", {}).get("cpu", {}).get("1"))
     for row, label in rows:
         m = by_row[row]["metrics"]
-        ms = r.get("latency_ms", {}).get("pytorch", {}).get("cpu", {}).get("1")
         table.add(m["model"], label, m["epochs"], m["top1"], m["top5"],
                   None if row == "alone" else f"{m['top1'] - alone:+.2f}", measured(st, "params"),
                   times(r.get("params")), measured(st, "flops"), times(r.get("flops")), size_mb(st),
-                  times(r.get("onnx_bytes")), cpu_batch1_ms(st) if st else None, times(ms))
+                  times(r.get("onnx_bytes")), cpu_batch1_ms(st) if st else None, latency)
     return table

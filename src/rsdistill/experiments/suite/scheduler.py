@@ -50,6 +50,14 @@ class SuiteOutcome:
     def ok(self) -> bool:
         return not self.failed
 
+    def require_all(self, what: str, out: str | Path) -> None:
+        """For a front end whose table needs every cell (`rsdistill demo`, `ablate`): one line naming
+        the first cell that did not finish."""
+        if self.failed:
+            cid, why = next(iter(self.failed.items()))
+            raise RsDistillError(f"{what}: {len(self.failed)} run(s) did not finish ({cid}: {why}); the finished "
+                                 f"ones are kept in '{out}': run the same command again to resume")
+
 
 def run_suite(suite_file: str | Path, out: str | Path, *, jobs: int = 1, overrides: list[str] = (),
               command: list[str] | None = None, verbose: bool = True, nproc_per_cell: int = 1) -> SuiteOutcome:
@@ -68,11 +76,7 @@ def run_suite(suite_file: str | Path, out: str | Path, *, jobs: int = 1, overrid
     for name, ds in suite.spec.datasets.items():
         if ds.root is not None:
             check_outside_data(folder.root, suite.resolve_path(ds.root, f"datasets.{name}.root"))
-    folder.root.mkdir(parents=True, exist_ok=True)
-    try:
-        lock = RunLock(folder.root).acquire()
-    except RunDirectoryInUse as e:  # another `rsdistill suite` works on this folder
-        raise RsDistillError(f"suite: {e}") from None
+    lock = _lock(folder, "suite")
     try:
         cells = plan(suite, folder)
         follow_move(cells, folder)
@@ -95,16 +99,21 @@ def run_planned(cells: list[Cell], folder: SuiteFolder, what: str, jobs: int = 1
     its run folder holds is refused, naming the fields, before anything runs."""
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1 (got {jobs})")
-    folder.root.mkdir(parents=True, exist_ok=True)
-    try:
-        lock = RunLock(folder.root).acquire()
-    except RunDirectoryInUse as e:
-        raise RsDistillError(str(e)) from None
+    lock = _lock(folder, what)
     try:
         check_unchanged(cells, folder, what, "Give the settings it ran with, use another --out")
         return run_cells(cells, folder, jobs, verbose)
     finally:
         lock.release()
+
+
+def _lock(folder: SuiteFolder, what: str) -> RunLock:
+    """The folder, created, and its lock: one command at a time works on it."""
+    folder.root.mkdir(parents=True, exist_ok=True)
+    try:
+        return RunLock(folder.root).acquire()
+    except RunDirectoryInUse as e:  # another command works on this folder
+        raise RsDistillError(f"{what}: {e}") from None
 
 
 def _check_folder(folder: SuiteFolder) -> None:
