@@ -317,6 +317,30 @@ def test_protocol_sh_runs_the_cpu_protocol_suite_on_the_data_it_is_given(tmp_pat
     assert missing.returncode == 2 and "AID_DIR: no folder 'nothere'" in missing.stderr
 
 
+def test_demo_spread_sh_trains_the_three_students_against_each_seeds_teacher_at_a_schedule(tmp_path):
+    """scripts/demo_spread.sh OUT SCHEDULE THREADS SEEDS: per data seed k, the student alone, KD and
+    ISDM from the demo suite's alone cell of seed k, on its teacher's split, at the schedule's
+    settings and the thread count; finished runs are skipped; an unknown stage is refused."""
+    env = {**os.environ, "RSDISTILL": "rsdistill", "DRY": "1"}
+    script = str(REPO / "scripts/demo_spread.sh")
+    done = tmp_path / "students/lr05/t2/d1/kd"
+    done.mkdir(parents=True)
+    (done / "metrics.json").write_text("{}")
+    lines = subprocess.run([script, str(tmp_path), "lr05", "2", "0", "1"], env=env, capture_output=True,
+                           text=True, check=True).stdout.splitlines()
+    assert [line.split()[2] for line in lines] == ["train", "distill", "distill", "train", "distill"]
+    teacher = f"{tmp_path}/base1/runs/scenes/8_2/teacher/seed1"
+    isdm = lines[-1].split()
+    assert isdm[isdm.index("--config") + 1] == f"{tmp_path}/base1/runs/scenes/8_2/alone/seed1/config.yaml"
+    assert isdm[isdm.index("--split-file") + 1] == f"{teacher}/split.json"
+    assert isdm[isdm.index("--teacher") + 1] == teacher and isdm[isdm.index("--method") + 1] == "isdm"
+    assert isdm[isdm.index("--threads") + 1] == "2" and isdm[isdm.index("--seed") + 1] == "1"
+    assert isdm[isdm.index("--set") + 1] == "train.lr=0.05"
+    assert isdm[-2:] == ["--out", f"{tmp_path}/students/lr05/t2/d1/isdm"]
+    unknown = subprocess.run([script, str(tmp_path), "nosuch"], env=env, capture_output=True, text=True)
+    assert unknown.returncode == 2 and "unknown stage 'nosuch'" in unknown.stderr
+
+
 def test_a_cifar100_suite_on_the_published_split_with_a_weights_file_teacher_runs_each_cell_under_torchrun(
         capsys, tmp_path):
     """Tables 8/9 in small: the dataset's own train/test split, a teacher given as a plain weights
@@ -550,7 +574,7 @@ def test_sigterm_to_the_suite_stops_its_running_cell_which_is_resumable(capsys, 
         os.killpg(proc.pid, signal.SIGKILL)
     assert not still_running, "the cell runs on as an orphan"
     assert proc.returncode == 130, err[-2000:]
-    assert record["attempts"][-1]["outcome"] == "interrupted" and record["status"] == "interrupted"
+    assert record["attempts"][-1]["outcome"] == "interrupted" and record["status"] == "interrupted", record
     run = out / "runs/scenes/8_2/alone/seed0"
     assert not (run / "metrics.json").exists() and (run / "split.json").is_file()  # started, resumable
     RunLock(run).acquire().release()  # and nobody holds it
