@@ -26,6 +26,8 @@ R=${RSDISTILL:-rsdistill}
 JOBS=${JOBS:-2}
 mkdir -p "$OUT"
 teacher() { echo "$OUT/base$1/runs/scenes/8_2/teacher/seed$1"; }
+runs() { printf '%s\n' "$OUT"/students/*/t*/d*/* "$OUT"/base*/runs/scenes/8_2/*/seed*; }  # every run made here
+evaluated() { echo "$OUT/bigtest/evals/$(echo "${1#"$OUT"/}" | tr / _)"; }  # a run's folder of its bigtest eval
 
 case $STAGE in
 teachers)
@@ -49,7 +51,8 @@ demo|late|b32|lr05)
     for m in ce kd isdm; do
       run=$OUT/students/$STAGE/t$THREADS/d$k/$m
       [ -f "$run/metrics.json" ] && continue
-      [ -n "${DRY:-}" ] || rm -rf "$run"  # an unfinished run starts over
+      # an unfinished run starts over: run_or_resume.sh would resume it at 1 thread, the very thing varied here
+      [ -n "${DRY:-}" ] || rm -rf "$run"
       if [ $m = ce ]; then echo "$R -q train --config $A/config.yaml --split-file $T/split.json --seed $k --threads $THREADS --set $SETS --out $run"
       else echo "$R -q distill --config $A/config.yaml --split-file $T/split.json --teacher $T --method $m --seed $k --threads $THREADS --set $SETS --out $run"; fi
     done
@@ -70,15 +73,15 @@ json.dump({"version": 1, "seed": 0, "train_ratio": 0.8, "val_ratio": 0.0, "class
           open(f"{big}/split.json", "w"))
 EOF
   }
-  for run in "$OUT"/students/*/t*/d*/* "$OUT"/base*/runs/scenes/8_2/*/seed*; do
-    e=$BIG/evals/$(echo "${run#"$OUT"/}" | tr / _)
+  for run in $(runs); do
+    e=$(evaluated "$run")
     [ -f "$run/metrics.json" ] && [ ! -f "$e/eval.json" ] || continue
     OMP_NUM_THREADS=2 $R -q eval "$run" --data "$BIG/scenes" --split-file "$BIG/split.json" --out "$e"
   done ;;
 table)
-  for run in "$OUT"/students/*/t*/d*/* "$OUT"/base*/runs/scenes/8_2/*/seed*; do
+  for run in $(runs); do
     [ -f "$run/metrics.json" ] || continue
-    e=$OUT/bigtest/evals/$(echo "${run#"$OUT"/}" | tr / _)/eval.json
+    e=$(evaluated "$run")/eval.json
     python3 -c "import json,sys,os; m=json.load(open(sys.argv[1]+'/metrics.json')); b=sys.argv[3]; \
 big=json.load(open(b)).get('top1') if os.path.exists(b) else None; \
 print(sys.argv[1].removeprefix(sys.argv[2]+'/'), f\"{m['top1']:.2f}\", '-' if big is None else f'{big:.2f}')" "$run" "$OUT" "$e"
