@@ -7,7 +7,8 @@
 #   scripts/demo_spread.sh OUT STAGE [DATA_SEEDS...]
 #
 # Stages:
-#   teachers           the demo suite's teacher (and its student alone) per data seed, 1 thread
+#   teachers           the demo suite's teacher (and its student alone) per data seed, 1 thread;
+#                      TEACHER_SET: more suite --set items (e.g. 'teacher.set.train.milestones=[20,30]')
 #   SCHEDULE THREADS   the three students per data seed (student seed = data seed) at one of the
 #                      schedules below, at THREADS threads (1: JOBS side by side; 2: one at a time)
 #   bigtest            a fresh draw (synth seed 100, 200 per class) and every finished student on it
@@ -17,7 +18,10 @@
 #   late   lr 0.1, steps at epochs 10/15
 #   b32    batch 32, lr 0.05
 #   lr05   lr 0.05
-# Re-running skips finished runs. DRY=1 prints a schedule stage's commands instead of running them.
+#   b128   batch 128 (lr 0.1: half the steps, each on a gradient half as noisy)
+#   lr05late  lr 0.05, steps at epochs 10/15
+#   e12    12 epochs, lr 0.05, steps at epochs 6/9
+# Re-running skips finished runs. DRY=1 prints the teachers' or a schedule stage's commands instead of running them.
 set -euo pipefail
 OUT=${1:?usage: scripts/demo_spread.sh OUT STAGE [DATA_SEEDS...]}; STAGE=${2:?}; shift 2
 SEEDS=("$@"); [ ${#SEEDS[@]} -gt 0 ] || SEEDS=(0 1 2)
@@ -32,18 +36,22 @@ evaluated() { echo "$OUT/bigtest/evals/$(echo "${1#"$OUT"/}" | tr / _)"; }  # a 
 case $STAGE in
 teachers)
   for k in "${SEEDS[@]}"; do
-    OMP_NUM_THREADS=1 $R -q suite "$HERE/configs/suites/demo.yaml" --out "$OUT/base$k" \
-      --set "datasets.scenes.synth.seed=$k" "teacher.seed=$k" "seeds=[$k]" \
-      'methods=[{"name":"alone","method":"ce"}]' set.train.progress=false > "$OUT/base$k.log" 2>&1 &
+    # shellcheck disable=SC2086  # TEACHER_SET: further --set items, split on spaces
+    set -- "$HERE/configs/suites/demo.yaml" --out "$OUT/base$k" --set "datasets.scenes.synth.seed=$k" "teacher.seed=$k" \
+      "seeds=[$k]" 'methods=[{"name":"alone","method":"ce"}]' set.train.progress=false ${TEACHER_SET:-}
+    if [ -n "${DRY:-}" ]; then echo "$R -q suite $*"; continue; fi
+    OMP_NUM_THREADS=1 $R -q suite "$@" > "$OUT/base$k.log" 2>&1 &
     while [ "$(jobs -r | wc -l)" -ge "$JOBS" ]; do sleep 5; done
   done
   wait ;;
-demo|late|b32|lr05)
+demo|late|b32|lr05|b128|lr05late|e12)
   THREADS=${1:?usage: scripts/demo_spread.sh OUT SCHEDULE THREADS [DATA_SEEDS...]}; shift
   SEEDS=("$@"); [ ${#SEEDS[@]} -gt 0 ] || SEEDS=(0 1 2)
   case $STAGE in
     demo) SETS="train.lr=0.1" ;; late) SETS="train.milestones=[10,15]" ;;
     b32) SETS="train.batch_size=32 train.lr=0.05" ;; lr05) SETS="train.lr=0.05" ;;
+    b128) SETS="train.batch_size=128 train.lr=0.1" ;; lr05late) SETS="train.lr=0.05 train.milestones=[10,15]" ;;
+    e12) SETS="train.epochs=12 train.lr=0.05 train.milestones=[6,9]" ;;
   esac
   # the student's settings are the demo suite's student cell, read from the alone run of seed k
   for k in "${SEEDS[@]}"; do
@@ -86,5 +94,5 @@ table)
 big=json.load(open(b)).get('top1') if os.path.exists(b) else None; \
 print(sys.argv[1].removeprefix(sys.argv[2]+'/'), f\"{m['top1']:.2f}\", '-' if big is None else f'{big:.2f}')" "$run" "$OUT" "$e"
   done ;;
-*) echo "scripts/demo_spread.sh: unknown stage '$STAGE' (teachers, demo, late, b32, lr05, bigtest, table)" >&2; exit 2 ;;
+*) echo "scripts/demo_spread.sh: unknown stage '$STAGE' (teachers, demo, late, b32, lr05, b128, lr05late, e12, bigtest, table)" >&2; exit 2 ;;
 esac

@@ -341,6 +341,21 @@ def test_demo_spread_sh_trains_the_three_students_against_each_seeds_teacher_at_
     assert unknown.returncode == 2 and "unknown stage 'nosuch'" in unknown.stderr
 
 
+def test_demo_spread_sh_trains_the_demo_suites_teacher_per_data_seed_with_extra_settings(tmp_path):
+    """The teachers stage: the demo suite per data seed k (scenes, teacher and student seed k; the
+    student alone only), into OUT/base<k>; TEACHER_SET adds suite --set items (a teacher recipe)."""
+    env = {**os.environ, "RSDISTILL": "rsdistill", "DRY": "1", "TEACHER_SET": "teacher.set.train.milestones=[20,30]"}
+    lines = subprocess.run([str(REPO / "scripts/demo_spread.sh"), str(tmp_path), "teachers", "1", "2"], env=env,
+                           capture_output=True, text=True, check=True).stdout.splitlines()
+    assert len(lines) == 2
+    cmd = lines[1].split()
+    assert cmd[:3] == ["rsdistill", "-q", "suite"] and cmd[3] == str(REPO / "configs/suites/demo.yaml")
+    assert cmd[cmd.index("--out") + 1] == f"{tmp_path}/base2"
+    sets = cmd[cmd.index("--set") + 1:]
+    assert {"datasets.scenes.synth.seed=2", "teacher.seed=2", "seeds=[2]"} <= set(sets)
+    assert 'methods=[{"name":"alone","method":"ce"}]' in sets and sets[-1] == "teacher.set.train.milestones=[20,30]"
+
+
 def test_a_cifar100_suite_on_the_published_split_with_a_weights_file_teacher_runs_each_cell_under_torchrun(
         capsys, tmp_path):
     """Tables 8/9 in small: the dataset's own train/test split, a teacher given as a plain weights
