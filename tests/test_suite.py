@@ -561,8 +561,10 @@ def test_report_never_replaces_tables_with_fewer_finished_cells_without_saying_s
 
 
 def test_sigterm_to_the_suite_stops_its_running_cell_which_is_resumable(capsys, scenes, teacher_run, tmp_path):
+    # far more epochs than the stop takes: the suite gives a cell 2 s before it sends SIGINT, and
+    # 50 epochs of these tiny scenes once finished within that grace under a parallel test run
     suite = write_suite(tmp_path / "suite.yaml", scenes, teacher_run, seeds=[0],
-                        methods=[{"name": "alone", "method": "ce", "set": {"train.epochs": 50}}])
+                        methods=[{"name": "alone", "method": "ce", "set": {"train.epochs": 2000}}])
     out = tmp_path / "out"
     started = out / "runs/scenes/8_2/alone/seed0/metrics.jsonl"
     proc = subprocess.Popen([sys.executable, "-m", "rsdistill", "-q", "suite", str(suite), "--out", str(out)],
