@@ -178,7 +178,8 @@ def test_a_killed_suite_resumes_without_redoing_finished_cells(capsys, scenes, t
     done, started = out / "runs/scenes/8_2/alone/seed0/metrics.json", out / "runs/scenes/8_2/kd/seed0/metrics.jsonl"
     proc = subprocess.Popen([sys.executable, "-m", "rsdistill", "-q", "suite", str(suite), "--out", str(out)],
                             env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint == "ignored" else None)
     deadline = time.monotonic() + 600
     while not (done.is_file() and started.is_file() and started.stat().st_size) and proc.poll() is None \
             and time.monotonic() < deadline:
@@ -560,7 +561,8 @@ def test_report_never_replaces_tables_with_fewer_finished_cells_without_saying_s
     assert tables(out) == want and (out / "results.json").read_text() == results
 
 
-def test_sigterm_to_the_suite_stops_its_running_cell_which_is_resumable(capsys, scenes, teacher_run, tmp_path):
+@pytest.mark.parametrize("sigint", ["default", "ignored"])  # ignored: a background job of a script (`... &`)
+def test_sigterm_to_the_suite_stops_its_running_cell_which_is_resumable(capsys, scenes, teacher_run, tmp_path, sigint):
     # far more epochs than the stop takes: the suite gives a cell 2 s before it sends SIGINT, and
     # 50 epochs of these tiny scenes once finished within that grace under a parallel test run
     suite = write_suite(tmp_path / "suite.yaml", scenes, teacher_run, seeds=[0],
@@ -569,7 +571,8 @@ def test_sigterm_to_the_suite_stops_its_running_cell_which_is_resumable(capsys, 
     started = out / "runs/scenes/8_2/alone/seed0/metrics.jsonl"
     proc = subprocess.Popen([sys.executable, "-m", "rsdistill", "-q", "suite", str(suite), "--out", str(out)],
                             env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint == "ignored" else None)
     deadline = time.monotonic() + 600
     while not (started.is_file() and started.stat().st_size) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)

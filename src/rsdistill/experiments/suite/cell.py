@@ -44,6 +44,9 @@ def run_cell(root: str, cell_id: str, config: dict[str, Any], threads: int, env:
     import torch
 
     torch.set_num_threads(threads)
+    # The suite stops its cells with SIGINT. A suite started as a background job of a script
+    # (`rsdistill suite ... &`) has SIGINT ignored, and its cells would inherit that and run on.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     _stop_with_suite(suite_pid)
     _console(verbose)
     sys.exit(_run(SuiteFolder(root), cell_id, config, nproc))
