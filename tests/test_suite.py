@@ -178,8 +178,7 @@ def test_a_killed_suite_resumes_without_redoing_finished_cells(capsys, scenes, t
     done, started = out / "runs/scenes/8_2/alone/seed0/metrics.json", out / "runs/scenes/8_2/kd/seed0/metrics.jsonl"
     proc = subprocess.Popen([sys.executable, "-m", "rsdistill", "-q", "suite", str(suite), "--out", str(out)],
                             env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint == "ignored" else None)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 600
     while not (done.is_file() and started.is_file() and started.stat().st_size) and proc.poll() is None \
             and time.monotonic() < deadline:
